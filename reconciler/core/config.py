@@ -1,0 +1,118 @@
+"""The reconciler's configuration: every key optional, with the embedded defaults of DESIGN §3.
+
+Decision: one pydantic model is the single source of defaults; the TOML file, the
+``RECONCILER_*`` environment and the command line only produce dicts that are merged into it
+(later wins), so there is exactly one place that says what a key means.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+IMAGE_BUILDER_ADDON = "image-builder"
+LOCAL_REGISTRY_PREFIX = "flops.local"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from 90, "90", "90s", "30m", "1h" or "250ms"."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 30m or 1h")
+        seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HostConfig(_Section):
+    name: str
+    docker_host: str = "unix:///var/run/docker.sock"
+    addons: tuple[str, ...] = ()
+    # Path of the Docker socket on that host, mounted into its builders.
+    docker_socket: str | None = None
+
+    def socket_path(self) -> str:
+        if self.docker_socket:
+            return self.docker_socket
+        if self.docker_host.startswith("unix://"):
+            return self.docker_host.removeprefix("unix://")
+        return "/var/run/docker.sock"
+
+    @property
+    def builds_images(self) -> bool:
+        return IMAGE_BUILDER_ADDON in self.addons
+
+
+class BuilderConfig(_Section):
+    image: str = "flops-builder:latest"
+    base_image: str = "python:3.11-slim"
+    network: str = "host"
+
+
+class ImagesConfig(_Section):
+    base_image: str = "python:3.11-slim"
+
+
+def _default_hosts() -> tuple[HostConfig, ...]:
+    return (HostConfig(name="local", addons=(IMAGE_BUILDER_ADDON,)),)
+
+
+class Config(_Section):
+    registry: str = "local"
+    backend: str = "compose"
+    allow_file_repos: bool = False
+    max_concurrent_builds: int = Field(2, ge=1)
+    build_timeout: Duration = 1800.0
+    resync_interval: Duration = 60.0
+    registry_timeout: Duration = 10.0
+    git_timeout: Duration = 30.0
+    builder: BuilderConfig = BuilderConfig()
+    images: ImagesConfig = ImagesConfig()
+    hosts: tuple[HostConfig, ...] = Field(default_factory=_default_hosts)
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, value: str) -> str:
+        if value == "local":
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+            raise ValueError(
+                f"registry {value!r} must be 'local' or a URL like http://127.0.0.1:5000"
+            )
+        return value.rstrip("/")
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        if value not in ("compose", "swarm"):
+            raise ValueError(f"backend {value!r} must be 'compose' or 'swarm'")
+        return value
+
+    @property
+    def local_registry(self) -> bool:
+        return self.registry == "local"
+
+    @property
+    def image_prefix(self) -> str:
+        """What image references start with: the registry's host:port, or the local marker."""
+        return LOCAL_REGISTRY_PREFIX if self.local_registry else urlsplit(self.registry).netloc
+
+    def image_builder_hosts(self) -> list[HostConfig]:
+        return [host for host in self.hosts if host.builds_images]

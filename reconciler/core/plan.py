@@ -1,0 +1,106 @@
+"""The diff: desired x recorded -> one action per project, each with the reason a person reads.
+
+Decision: planning looks only at the desired files and the recorded state, never at Docker,
+git or the registry. A `ready` project whose image inputs are unchanged is a `noop` at zero
+cost; only `create` and `build` lead the pass to observe the outside world.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from reconciler.core.project import Desired, InvalidProject, Phase, ProjectRecord
+from reconciler.core.sla import IMAGE_KEYS
+
+
+class Action(StrEnum):
+    create = "create"
+    build = "build"
+    update = "update"
+    delete = "delete"
+    noop = "noop"
+    invalid = "invalid"
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    project: str
+    action: Action
+    reason: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"project": self.project, "action": self.action.value, "reason": self.reason}
+
+
+def make_plan(
+    desired: dict[str, Desired], recorded: dict[str, ProjectRecord]
+) -> list[PlanItem]:
+    names = sorted(desired.keys() | recorded.keys())
+    return [_plan_one(name, desired.get(name), recorded.get(name)) for name in names]
+
+
+def in_sync(plan: list[PlanItem]) -> bool:
+    return all(item.action is Action.noop for item in plan)
+
+
+def _plan_one(name: str, want: Desired | None, have: ProjectRecord | None) -> PlanItem:
+    if want is None:
+        assert have is not None
+        return PlanItem(name, Action.delete, f"SLA file {have.sla_file} was removed")
+    if isinstance(want, InvalidProject):
+        return PlanItem(name, Action.invalid, want.error)
+    if have is None:
+        return PlanItem(name, Action.create, "new project: resolve the ref, then build or adopt")
+    if have.phase is Phase.invalid or have.image_digest is None:
+        return PlanItem(name, Action.create, "the SLA is valid now: resolve the ref, then build")
+    if have.image_digest != want.image_digest:
+        changed = _changed_keys(have.sla or {}, want.sla_dump, only=IMAGE_KEYS)
+        return PlanItem(name, Action.build, f"image inputs changed: {changed}")
+    if have.phase is Phase.building and have.build is not None:
+        return PlanItem(
+            name,
+            Action.build,
+            f"builder {have.build.name} running on {have.build.host} since "
+            f"{have.build.started_at}: follow it and record its result",
+        )
+    if have.phase is Phase.failed:
+        return PlanItem(name, Action.build, f"retry: the last attempt failed: {have.error}")
+    if have.phase is Phase.pending:
+        return PlanItem(name, Action.build, "pending: no build has started yet")
+    if have.sla_digest != want.sla_digest:
+        changed = _changed_keys(have.sla or {}, want.sla_dump, only=None)
+        return PlanItem(name, Action.update, f"{changed} changed; the images stay as they are")
+    return PlanItem(name, Action.noop, f"ready at {have.commit}")
+
+
+def _changed_keys(
+    old: dict[str, Any], new: dict[str, Any], *, only: tuple[str, ...] | None
+) -> str:
+    keys = sorted(_diff_paths(old, new, ""))
+    if only is not None:
+        keys = [key for key in keys if key.split(".", 1)[0] in only]
+    parts = [f"{key}: {_show(_lookup(old, key))} -> {_show(_lookup(new, key))}" for key in keys]
+    return ", ".join(parts) or "(builder version)"
+
+
+def _diff_paths(old: Any, new: Any, prefix: str) -> set[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        paths: set[str] = set()
+        for key in old.keys() | new.keys():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            paths |= _diff_paths(old.get(key), new.get(key), path)
+        return paths
+    return set() if old == new else {prefix}
+
+
+def _lookup(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,77 @@
+"""Rendering the builder's compose spec and the FL-actor Dockerfiles from Jinja templates.
+
+Decision: every value that reaches a compose spec goes through the ``q`` filter, which writes
+it as a JSON string (a YAML double-quoted scalar, ASCII only) with ``$`` doubled against
+compose interpolation. A value can therefore never end its scalar, start a new key or be
+rewritten by compose: the spec's shape is fixed by the template alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from reconciler import __version__
+from reconciler.builder.protocol import REQUEST_ENV
+
+COMPOSE_TEMPLATE = "builder-compose.yaml.j2"
+ACTOR_DOCKERFILE_TEMPLATE = "Dockerfile.actor.j2"
+BUILDER_DOCKERFILE = "Dockerfile.builder"
+REPO_MOUNT = "/flops/repo"
+
+
+def quote(value: object) -> str:
+    if not isinstance(value, str | int | float | bool):
+        raise TypeError(f"only scalars may be rendered, not {type(value).__name__}")
+    return json.dumps(str(value), ensure_ascii=True).replace("$", "$$")
+
+
+def make_environment(template_dirs: Sequence[Path]) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader([str(d) for d in template_dirs]),
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    env.filters["q"] = quote
+    return env
+
+
+@dataclass(frozen=True)
+class BuilderSpec:
+    """Everything the compose template needs; the request is already JSON-ready data."""
+
+    name: str
+    project: str
+    build_key: str
+    image: str
+    network: str
+    docker_socket: str
+    request: dict[str, Any]
+    repo_mount: str | None = None  # host path of a local ML repository, mounted read-only
+
+
+def render_compose(env: Environment, spec: BuilderSpec) -> str:
+    request_json = json.dumps(spec.request, ensure_ascii=True, separators=(",", ":"))
+    return env.get_template(COMPOSE_TEMPLATE).render(
+        name=spec.name,
+        project=spec.project,
+        build_key=spec.build_key,
+        image=spec.image,
+        network=spec.network,
+        docker_socket=spec.docker_socket,
+        request_env=REQUEST_ENV,
+        request_json=request_json,
+        repo_mount=spec.repo_mount,
+        repo_target=REPO_MOUNT,
+        version=__version__,
+    )
+
+
+def render_actor_dockerfile(env: Environment, *, role: str, base_image: str) -> str:
+    return env.get_template(ACTOR_DOCKERFILE_TEMPLATE).render(role=role, base_image=base_image)

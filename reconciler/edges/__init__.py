@@ -1,0 +1,1 @@
+"""The imperative shell: each module wraps one outside thing (files, git, registry, Docker)."""
