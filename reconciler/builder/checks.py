@@ -1,0 +1,171 @@
+"""The FLOps repository contract, checked statically (DESIGN §1 stage 3).
+
+Decision: user code is only parsed with `ast`, never imported or executed, so checking an
+untrusted repository is safe and needs none of its dependencies. The price: a `ModelManager`
+whose methods come from outside model_manager.py cannot be verified, so the contract is that
+the methods are defined in that file (in the class, or in a base class defined there too).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from pathlib import Path
+
+from .deps import CONDA_FILES, find_conda_file, load_conda
+from .problems import Problem
+
+MODEL_MANAGER_FILE = "model_manager.py"
+MODEL_MANAGER_CLASS = "ModelManager"
+REQUIRED_METHODS = (
+    "set_model_data",
+    "get_model",
+    "get_model_parameters",
+    "set_model_parameters",
+    "fit_model",
+    "evaluate_model",
+)
+_METHODS_TEXT = ", ".join(REQUIRED_METHODS)
+_DEFINE_HINT = (
+    f"define class {MODEL_MANAGER_CLASS} in {MODEL_MANAGER_FILE} with the methods {_METHODS_TEXT}"
+)
+
+
+def check_structure(repo_dir: Path) -> list[Problem]:
+    """Every way the repository breaks the FLOps structure contract; empty when it is fine."""
+    return _check_model_manager(repo_dir) + _check_conda_file(repo_dir)
+
+
+def _check_model_manager(repo_dir: Path) -> list[Problem]:
+    path = repo_dir / MODEL_MANAGER_FILE
+    if not path.is_file():
+        hint = f"add {MODEL_MANAGER_FILE} at the repository root; in it, {_DEFINE_HINT}"
+        elsewhere = _found_elsewhere(repo_dir, MODEL_MANAGER_FILE)
+        if elsewhere:
+            hint = f"move {elsewhere} to the repository root (FLOps imports it from there)"
+        return [
+            Problem("repo", MODEL_MANAGER_FILE, f"{MODEL_MANAGER_FILE} is missing at the "
+                    "repository root", hint)
+        ]
+    try:
+        tree = ast.parse(path.read_bytes(), filename=MODEL_MANAGER_FILE)
+    except SyntaxError as exc:
+        return [
+            Problem("repo", MODEL_MANAGER_FILE, f"syntax error: {exc.msg}",
+                    f"fix the Python syntax of {MODEL_MANAGER_FILE} at line {exc.lineno}",
+                    exc.lineno)
+        ]
+    except ValueError as exc:  # e.g. null bytes in the source
+        return [Problem("repo", MODEL_MANAGER_FILE, f"cannot be parsed: {exc}",
+                        f"make {MODEL_MANAGER_FILE} a plain UTF-8 Python source file")]
+    return _check_class(tree)
+
+
+def _top_level(tree: ast.Module) -> list[ast.stmt]:
+    """Module-level statements, including those inside top-level if/try blocks."""
+    found: list[ast.stmt] = []
+    pending: list[ast.stmt] = list(tree.body)
+    while pending:
+        node = pending.pop(0)
+        found.append(node)
+        if isinstance(node, ast.If):
+            pending.extend(node.body + node.orelse)
+        elif isinstance(node, ast.Try):
+            pending.extend(node.body + node.orelse + node.finalbody)
+            for handler in node.handlers:
+                pending.extend(handler.body)
+    return found
+
+
+def _check_class(tree: ast.Module) -> list[Problem]:
+    statements = _top_level(tree)
+    classes = {n.name: n for n in statements if isinstance(n, ast.ClassDef)}
+    cls = classes.get(MODEL_MANAGER_CLASS)
+    if cls is None:
+        return [_missing_class(statements, list(classes))]
+    methods = _methods(cls, classes, set())
+    functions = {
+        n.name: n.lineno
+        for n in statements
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+    problems = []
+    for method in REQUIRED_METHODS:
+        if method in methods:
+            continue
+        hint = f"add 'def {method}(self, ...)' to class {MODEL_MANAGER_CLASS}"
+        if method in functions:
+            hint = (f"{method} is a module-level function (line {functions[method]}); "
+                    f"indent it into class {MODEL_MANAGER_CLASS} and give it a 'self' parameter")
+        problems.append(
+            Problem("repo", MODEL_MANAGER_FILE,
+                    f"class {MODEL_MANAGER_CLASS} has no method {method}", hint, cls.lineno)
+        )
+    return problems
+
+
+def _missing_class(statements: list[ast.stmt], class_names: list[str]) -> Problem:
+    message = f"{MODEL_MANAGER_FILE} does not define class {MODEL_MANAGER_CLASS}"
+    for node in statements:
+        if isinstance(node, ast.ImportFrom | ast.Import) and any(
+            (alias.asname or alias.name.split(".")[-1]) == MODEL_MANAGER_CLASS
+            for alias in node.names
+        ):
+            return Problem(
+                "repo", MODEL_MANAGER_FILE,
+                f"{message} (it imports it at line {node.lineno}, which cannot be checked "
+                "without running code)",
+                f"define class {MODEL_MANAGER_CLASS} in {MODEL_MANAGER_FILE} itself, "
+                f"with the methods {_METHODS_TEXT}",
+                node.lineno,
+            )
+    close = difflib.get_close_matches(MODEL_MANAGER_CLASS, class_names, n=1, cutoff=0.6)
+    if close:
+        return Problem("repo", MODEL_MANAGER_FILE, f"{message}; it defines class {close[0]}",
+                       f"rename class {close[0]} to {MODEL_MANAGER_CLASS} (the name is "
+                       "case-sensitive)")
+    return Problem("repo", MODEL_MANAGER_FILE, message, _DEFINE_HINT)
+
+
+def _methods(cls: ast.ClassDef, classes: dict[str, ast.ClassDef], seen: set[str]) -> set[str]:
+    """Names defined in the class body, plus those of bases defined in the same module."""
+    seen.add(cls.name)
+    names: set[str] = set()
+    for node in cls.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    for base in cls.bases:
+        if isinstance(base, ast.Name) and base.id in classes and base.id not in seen:
+            names |= _methods(classes[base.id], classes, seen)
+    return names
+
+
+def _check_conda_file(repo_dir: Path) -> list[Problem]:
+    path = find_conda_file(repo_dir)
+    if path is None:
+        names = "/".join(CONDA_FILES)
+        hint = ("add conda.yaml at the repository root with a 'dependencies:' list "
+                "(conda packages and a 'pip:' sub-list)")
+        elsewhere = _found_elsewhere(repo_dir, *CONDA_FILES)
+        if elsewhere:
+            hint = f"move {elsewhere} to the repository root"
+        return [Problem("repo", CONDA_FILES[0],
+                        f"conda.yaml is missing at the repository root (looked for {names})",
+                        hint)]
+    _document, problem = load_conda(path)
+    return [problem] if problem is not None else []
+
+
+def _found_elsewhere(repo_dir: Path, *names: str) -> str | None:
+    """A file with one of these names deeper in the tree (shallowest first), for the hint."""
+    for depth in range(1, 4):
+        pattern = "/".join(["*"] * depth)
+        for name in names:
+            for candidate in sorted(repo_dir.glob(f"{pattern}/{name}")):
+                if ".git" not in candidate.relative_to(repo_dir).parts:
+                    return candidate.relative_to(repo_dir).as_posix()
+    return None

@@ -1,0 +1,250 @@
+"""A minimal Docker Engine API client: build, push and inspect images over the engine socket.
+
+Decision: speak the classic API (POST /build, no BuildKit) at version 1.41 with http.client,
+so the builder needs no Docker client binary and no third-party package; engines from Docker
+20.10 on understand every call made here.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import socket
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+API = "/v1.41"
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+TAIL_LINES = 20
+CALL_TIMEOUT = 60.0
+
+
+@dataclass
+class EngineError(Exception):
+    """The engine refused or failed an operation; details are the last lines of its output."""
+
+    message: str
+    details: list[str] = field(default_factory=list)
+    status: int | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class EngineUnreachable(EngineError):
+    """No engine answers at the configured address."""
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def split_reference(ref: str) -> tuple[str, str]:
+    """`host:5000/a/b:tag` -> (`host:5000/a/b`, `tag`); the tag defaults to `latest`."""
+    name, sep, tag = ref.rpartition(":")
+    if sep and "/" not in tag:
+        return name, tag
+    return ref, "latest"
+
+
+class Engine:
+    """One Docker engine, addressed as `unix:///path` or `tcp://host:port`."""
+
+    def __init__(self, host: str = DEFAULT_HOST) -> None:
+        self.host = host
+        parsed = urllib.parse.urlsplit(host)
+        if parsed.scheme == "unix":
+            self._connect: Callable[[float | None], http.client.HTTPConnection] = (
+                lambda timeout: _UnixConnection(parsed.path, timeout)
+            )
+        elif parsed.scheme in ("tcp", "http"):
+            netloc = parsed.netloc
+            self._connect = lambda timeout: http.client.HTTPConnection(netloc, timeout=timeout)
+        else:
+            raise EngineUnreachable(f"unsupported DOCKER_HOST {host!r} (use unix:// or tcp://)")
+
+    @classmethod
+    def from_env(cls) -> Engine:
+        return cls(os.environ.get("DOCKER_HOST") or DEFAULT_HOST)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | IO[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = CALL_TIMEOUT,
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        conn = self._connect(timeout)
+        try:
+            conn.request(method, API + path, body=body, headers=headers or {})
+            return conn, conn.getresponse()
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
+            conn.close()
+            raise EngineUnreachable(f"no Docker engine at {self.host}: {exc}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise EngineError(f"{method} {path} to the Docker engine failed: {exc}") from exc
+
+    def _call(self, method: str, path: str) -> tuple[int, Any]:
+        conn, response = self._request(method, path)
+        try:
+            raw = response.read()
+        finally:
+            conn.close()
+        try:
+            return response.status, json.loads(raw) if raw else None
+        except ValueError:
+            return response.status, raw.decode("utf-8", "replace")
+
+    def version(self) -> dict[str, Any]:
+        status, payload = self._call("GET", "/version")
+        if status != 200 or not isinstance(payload, dict):
+            raise EngineError(f"GET /version answered {status}", status=status)
+        return payload
+
+    def platform(self) -> str:
+        """The engine's native platform, e.g. `linux/amd64`: what the classic builder builds."""
+        info = self.version()
+        return f"{info.get('Os', 'linux')}/{info.get('Arch', 'amd64')}"
+
+    def image_id(self, ref: str) -> str | None:
+        """The local image id (`sha256:...`) for a reference, or None when the engine has none."""
+        status, payload = self._call("GET", f"/images/{_quote(ref)}/json")
+        if status == 404:
+            return None
+        if status != 200 or not isinstance(payload, dict):
+            raise EngineError(f"inspecting {ref} failed: {_message(payload)}", status=status)
+        return str(payload["Id"])
+
+    def build(
+        self,
+        context: bytes | IO[bytes],
+        tag: str,
+        dockerfile_path: str,
+        labels: dict[str, str],
+        *,
+        on_line: Callable[[str], None] | None = None,
+    ) -> tuple[str, list[str]]:
+        """Build `tag` from a tar context; (image id, output lines). EngineError on failure."""
+        query = urllib.parse.urlencode(
+            {"t": tag, "dockerfile": dockerfile_path, "labels": json.dumps(labels),
+             "rm": "1", "forcerm": "1"}
+        )
+        headers = {"Content-Type": "application/x-tar"}
+        if not isinstance(context, bytes):
+            context.seek(0, os.SEEK_END)
+            headers["Content-Length"] = str(context.tell())
+            context.seek(0)
+        conn, response = self._request(
+            "POST", f"/build?{query}", body=context, headers=headers, timeout=None
+        )
+        try:
+            lines, aux = _consume(response, f"building {tag}", on_line)
+        finally:
+            conn.close()
+        image = next((str(a["ID"]) for a in reversed(aux) if "ID" in a), None)
+        return image or self.image_id(tag) or "", lines
+
+    def push(self, ref: str, *, on_line: Callable[[str], None] | None = None) -> str:
+        """Push `ref` to its registry; the pushed manifest digest (`sha256:...`)."""
+        name, tag = split_reference(ref)
+        auth = base64.urlsafe_b64encode(b"{}").decode("ascii")
+        conn, response = self._request(
+            "POST", f"/images/{_quote(name)}/push?{urllib.parse.urlencode({'tag': tag})}",
+            headers={"X-Registry-Auth": auth}, timeout=None,
+        )
+        try:
+            lines, aux = _consume(response, f"pushing {ref}", on_line)
+        finally:
+            conn.close()
+        digest = next((str(a["Digest"]) for a in reversed(aux) if "Digest" in a), None)
+        if not digest:
+            raise EngineError(f"pushing {ref} finished without a digest", lines[-TAIL_LINES:])
+        return digest
+
+
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="/:@")
+
+
+def _message(payload: Any) -> str:
+    if isinstance(payload, dict) and "message" in payload:
+        return str(payload["message"])
+    return str(payload)
+
+
+def _consume(
+    response: http.client.HTTPResponse, doing: str, on_line: Callable[[str], None] | None
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Read a JSON progress stream: (output lines, aux objects); EngineError on an error."""
+    if response.status != 200:
+        raw = response.read()
+        try:
+            payload: Any = json.loads(raw)
+        except ValueError:
+            payload = raw.decode("utf-8", "replace").strip()
+        raise EngineError(f"{doing} failed: {_message(payload)}", status=response.status)
+    lines: list[str] = []
+    aux: list[dict[str, Any]] = []
+    for message in _messages(response):
+        error = message.get("errorDetail") or message.get("error")
+        if error:
+            text = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+            raise EngineError(f"{doing} failed: {text.strip()}", lines[-TAIL_LINES:])
+        if isinstance(message.get("aux"), dict):
+            aux.append(message["aux"])
+        for line in _lines_of(message):
+            lines.append(line)
+            if on_line is not None:
+                on_line(line)
+    return lines, aux
+
+
+def _lines_of(message: dict[str, Any]) -> list[str]:
+    if isinstance(message.get("stream"), str):
+        return [line for line in message["stream"].rstrip("\n").split("\n") if line.strip()]
+    if isinstance(message.get("status"), str):
+        prefix = f"{message['id']}: " if message.get("id") else ""
+        if message.get("progressDetail"):  # byte counters: noise in a log
+            return []
+        return [prefix + message["status"]]
+    return []
+
+
+def _messages(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+    """JSON objects from a stream that separates them by newlines (or by nothing at all)."""
+    decoder = json.JSONDecoder()
+    buffer = ""
+    while True:
+        chunk = response.readline()
+        if not chunk:
+            break
+        buffer += chunk.decode("utf-8", "replace")
+        while True:
+            buffer = buffer.lstrip()
+            if not buffer:
+                break
+            try:
+                value, end = decoder.raw_decode(buffer)
+            except ValueError:
+                if "\n" not in buffer:
+                    break  # incomplete object: read more
+                buffer = buffer.split("\n", 1)[1]  # not JSON: skip the line
+                continue
+            buffer = buffer[end:]
+            if isinstance(value, dict):
+                yield value

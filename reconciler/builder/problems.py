@@ -1,0 +1,50 @@
+"""How the builder describes what is wrong: a `Problem` in the user's repository, or a
+`StageFailure` that ends the build.
+
+Decision: a problem carries its error category (see `protocol.CATEGORIES`) and a hint, so the
+same value serves the builder's result event and the reconciler's local `check-repo` command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the ML repository, with what to do about it."""
+
+    category: str  # "repo" or "dependencies"
+    file: str  # path relative to the repository root
+    message: str
+    hint: str
+    line: int | None = None
+
+    def describe(self) -> str:
+        """`file:line: message`, the one-line form used in logs and details."""
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class StageFailure(Exception):
+    """Ends the build with a categorized error (turned into the failed result event)."""
+
+    category: str
+    message: str
+    hint: str
+    details: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def failure_from_problems(problems: list[Problem]) -> StageFailure:
+    """One failure that reports every problem: the first names the category and the hint."""
+    first = problems[0]
+    message = first.describe()
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem(s))"
+    hints = list(dict.fromkeys(p.hint for p in problems))
+    details = [p.describe() + "  -> " + p.hint for p in problems]
+    return StageFailure(first.category, message, " ".join(hints), details)

@@ -1,0 +1,72 @@
+"""The wire protocol between the reconciler and the builder container.
+
+Decision: the builder is told everything through one JSON document in the environment variable
+``FLOPS_BUILD_REQUEST`` and answers only through stdout, one JSON object per line. Nothing else
+(no shared volume, no callback port) crosses the container boundary, so a result survives a
+reconciler crash: it stays in the exited container's log until it is harvested.
+
+This module is standard-library only; it runs inside the builder image.
+
+Request (``FLOPS_BUILD_REQUEST``)::
+
+    {"project": str, "build_key": str,
+     "repo_url": str,            # what the builder clones (may be a path inside the container)
+     "source_url": str,          # the SLA's ml_repo_url, for labels and messages
+     "commit": str,              # 40 hex digits, already resolved by the reconciler
+     "ref": str | null,          # the ref the commit came from, a hint for a shallow fetch
+     "flavor": str, "platforms": [str], "use_devel_base_images": bool,
+     "images": {"learner": ref, "aggregator": ref},
+     "push": bool,               # false in registry "local" mode: images stay in the engine
+     "dockerfiles": {"learner": str, "aggregator": str},   # rendered by the reconciler
+     "labels": {str: str},       # common labels for every image
+     "builder_version": str}
+
+Events (stdout, one per line)::
+
+    {"type": "stage", "stage": S, "state": "start"}
+    {"type": "stage", "stage": S, "state": "end", "seconds": float}
+    {"type": "log", "level": "INFO"|"WARN"|"ERROR", "stage": S, "message": str,
+     "details": [str]}                      # details optional: multi-line tool output
+    {"type": "result", "ok": true, "images": {role: ref}, "digests": {role: str},
+     "timings": {stage: seconds}, "repairs": [str]}
+    {"type": "result", "ok": false, "error": {"category": C, "stage": S, "message": str,
+     "hint": str, "details": [str]}, "timings": {...}}
+
+Stages: ``clone``, ``check``, ``dependencies``, ``build:<role>``, ``push:<role>``.
+Error categories: ``repo``, ``dependencies``, ``build``, ``push``, ``infrastructure``.
+The process exits 0 after an ok result and 1 after a failed one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TextIO
+
+REQUEST_ENV = "FLOPS_BUILD_REQUEST"
+ROLES = ("learner", "aggregator")
+CATEGORIES = ("repo", "dependencies", "build", "push", "infrastructure")
+LEVELS = ("INFO", "WARN", "ERROR")
+
+
+def encode(event: dict[str, Any]) -> str:
+    """One event as one line; ensure_ascii keeps the line free of stray line separators."""
+    return json.dumps(event, ensure_ascii=True, separators=(",", ":"))
+
+
+def emit(event: dict[str, Any], stream: TextIO) -> None:
+    stream.write(encode(event) + "\n")
+    stream.flush()
+
+
+def decode(line: str) -> dict[str, Any] | None:
+    """An event from one line of builder output, or None when the line is not an event."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        return None
+    return value

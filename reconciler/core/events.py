@@ -1,0 +1,118 @@
+"""Turning the builder's stdout events into observer-log lines and a build outcome.
+
+Decision: the translation is pure and total: any event, including malformed or unknown ones,
+maps to a line, so nothing the builder says is ever dropped and nothing it says can crash the
+reconciler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LogLine:
+    level: str
+    stage: str
+    message: str
+    details: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    images: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    repairs: tuple[str, ...] = ()
+    error: str | None = None
+
+
+def event_lines(event: dict[str, Any]) -> list[LogLine]:
+    kind = event.get("type")
+    stage = _text(event.get("stage"), "build")
+    if kind == "stage":
+        if event.get("state") == "start":
+            return [LogLine("INFO", stage, f"{stage} started")]
+        seconds = _seconds(event.get("seconds"))
+        return [LogLine("INFO", stage, f"{stage} finished in {seconds:.1f}s")]
+    if kind == "log":
+        level = _text(event.get("level"), "INFO")
+        level = level if level in ("INFO", "WARN", "ERROR") else "INFO"
+        return [LogLine(level, stage, _text(event.get("message"), "-"), _details(event))]
+    if kind == "result":
+        return _result_lines(event)
+    return [LogLine("WARN", "builder", f"unrecognised builder event: {event}")]
+
+
+def outcome_of(event: dict[str, Any]) -> Outcome:
+    timings = {
+        str(k): _seconds(v) for k, v in _mapping(event.get("timings")).items()
+    }
+    if event.get("ok") is True:
+        return Outcome(
+            ok=True,
+            images=_str_mapping(event.get("images")),
+            digests=_str_mapping(event.get("digests")),
+            timings=timings,
+            repairs=tuple(str(r) for r in _list(event.get("repairs"))),
+        )
+    error = _mapping(event.get("error"))
+    return Outcome(ok=False, timings=timings, error=error_summary(error))
+
+
+def error_summary(error: dict[str, Any]) -> str:
+    category = _text(error.get("category"), "infrastructure")
+    message = _text(error.get("message"), "the builder reported a failure without a message")
+    hint = _text(error.get("hint"), "")
+    return f"{category}: {message}" + (f"; {hint}" if hint else "")
+
+
+def no_result_outcome(exit_code: int | None, last_lines: list[str]) -> Outcome:
+    tail = f": {last_lines[-1]}" if last_lines else ""
+    return Outcome(
+        ok=False,
+        error=(
+            f"infrastructure: the builder exited with status {exit_code} without a result{tail};"
+            " check the builder image and the Docker engine"
+        ),
+    )
+
+
+def _result_lines(event: dict[str, Any]) -> list[LogLine]:
+    outcome = outcome_of(event)
+    if outcome.ok:
+        lines = [
+            LogLine("INFO", "result", f"image {role} {ref} ({outcome.digests.get(role, '?')})")
+            for role, ref in sorted(outcome.images.items())
+        ]
+        total = sum(outcome.timings.values())
+        return [*lines, LogLine("INFO", "result", f"build succeeded in {total:.1f}s")]
+    error = _mapping(event.get("error"))
+    stage = _text(error.get("stage"), "result")
+    return [LogLine("ERROR", stage, outcome.error or "failed", _details(error))]
+
+
+def _details(source: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(line) for line in _list(source.get("details"))[-20:])
+
+
+def _text(value: Any, default: str) -> str:
+    return value if isinstance(value, str) and value.strip() else default
+
+
+def _seconds(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str_mapping(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in _mapping(value).items()}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []

@@ -1,0 +1,15 @@
+"""Wall-clock and monotonic time, in one place so that timestamps have one format."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+
+def utc_now_iso() -> str:
+    """ISO-8601 UTC with milliseconds, e.g. ``2026-11-28T01:24:20.123Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def monotonic() -> float:
+    return time.monotonic()

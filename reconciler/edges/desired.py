@@ -1,0 +1,132 @@
+"""Reading the desired directory: one SLA file per project, each parsed safely and alone.
+
+Decision: a file is data from a possibly careless or hostile author, so it is size-limited,
+parsed with the safe (C when present) loader, and rejected when it uses YAML anchors/aliases
+(the only way to make a small file expand into a huge tree). Every problem becomes an
+``InvalidProject`` for that file alone; reading never raises for bad content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reconciler.core.project import Desired, DesiredProject, InvalidProject
+from reconciler.core.repo_url import is_local, local_path
+from reconciler.core.sla import PROJECT_NAME, SlaError, parse_sla
+
+SUFFIXES = (".yaml", ".yml", ".json")
+MAX_BYTES = 256 * 1024
+MAX_NODES = 10_000
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_UNSAFE_NAME = re.compile(r"[^a-z0-9_-]+")
+
+
+def sla_files(desired_dir: Path) -> list[Path]:
+    if not desired_dir.is_dir():
+        return []
+    return sorted(
+        path
+        for path in desired_dir.iterdir()
+        if path.suffix in SUFFIXES and not path.name.startswith(".") and path.is_file()
+    )
+
+
+def load_desired(desired_dir: Path, *, allow_file_repos: bool) -> dict[str, Desired]:
+    projects: dict[str, Desired] = {}
+    for path in sla_files(desired_dir):
+        project = load_file(path, allow_file_repos=allow_file_repos)
+        twin = projects.get(project.name)
+        if twin is not None:
+            project = InvalidProject(
+                project.name,
+                str(path),
+                f"{path}: project `{project.name}` is also defined by {twin.sla_file}; "
+                "keep one of the two files",
+            )
+        projects[project.name] = project
+    return projects
+
+
+def load_file(path: Path, *, allow_file_repos: bool) -> Desired:
+    name = path.stem
+    if not PROJECT_NAME.match(name):
+        return InvalidProject(
+            storage_key(name),
+            str(path),
+            f"{path}: file name `{name}` is not a valid project name; rename the file to "
+            "lower-case letters, digits, '-' and '_' (at most 63, starting with a letter "
+            "or digit)",
+        )
+    try:
+        data = read_document(path)
+        sla = parse_sla(data, allow_file_repos=allow_file_repos)
+    except SlaError as error:
+        return InvalidProject(name, str(path), f"{path}: {error}")
+    if is_local(sla.ml_repo_url):
+        absolute = (path.parent / Path(local_path(sla.ml_repo_url)).expanduser()).resolve()
+        sla = sla.model_copy(update={"ml_repo_url": str(absolute)})
+    return DesiredProject(name, str(path), sla)
+
+
+def storage_key(name: str) -> str:
+    """A safe, collision-free key for a file whose stem is not a valid project name.
+
+    The ``~`` cannot appear in a valid name, so such a key never collides with a real project.
+    """
+    slug = _UNSAFE_NAME.sub("-", name.lower()).strip("-_")[:40] or "x"
+    return f"{slug}~{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def read_document(path: Path) -> Any:
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_BYTES + 1)
+    except OSError as error:
+        raise SlaError(f"cannot read the file: {error.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise SlaError(f"the file is larger than {MAX_BYTES // 1024} KiB; an SLA is a few lines")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SlaError(f"not UTF-8 text (byte {error.start}); save the file as UTF-8") from None
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            raise SlaError(f"malformed JSON: {error}; fix the syntax") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as error:
+        raise SlaError(f"malformed YAML: {_one_line(error)}; fix the syntax") from None
+    _reject_shared_nodes(data)
+    return data
+
+
+def _reject_shared_nodes(data: Any) -> None:
+    """Aliases make the loader reuse one container object; seeing one twice means an alias."""
+    seen: set[int] = set()
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        if id(node) in seen:
+            raise SlaError("YAML anchors and aliases (&, *) are not allowed in an SLA; write "
+                           "the values out")
+        seen.add(id(node))
+        if len(seen) > MAX_NODES:
+            raise SlaError(f"the document has more than {MAX_NODES} nested values")
+        stack.extend(node.values() if isinstance(node, dict) else node)
+
+
+def _one_line(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{problem}{where}"
