@@ -1,0 +1,219 @@
+"""The sub-commands: each turns parsed arguments into calls on the loop and the edges.
+
+Decision: commands hold no reconcile logic; they choose what to run, take the state lock for
+the ones that write (apply, watch), and map results to the exit codes of DESIGN §3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from types import FrameType
+
+import watchfiles
+
+from reconciler.builder.clone import CloneError, clone
+from reconciler.builder.review import review_repository
+from reconciler.cli.doctor import run_doctor
+from reconciler.cli.present import Progress, print_status, status_row
+from reconciler.core.plan import in_sync
+from reconciler.core.project import InvalidProject, Phase, ProjectRecord
+from reconciler.core.repo_url import check_ref, is_local, local_path
+from reconciler.edges.builder_image import ensure_builder_image
+from reconciler.edges.desired import load_file, sla_files
+from reconciler.edges.git_remote import GitRemoteError, resolve_commit
+from reconciler.edges.settings import config_path, load_config, template_dirs
+from reconciler.edges.state import StateStore
+from reconciler.loop import Pass, Workspace
+
+OK, PROBLEMS, ERROR = 0, 1, 2
+
+
+def workspace(args: argparse.Namespace) -> Workspace:
+    overrides = {"registry": args.registry} if args.registry else {}
+    config = load_config(config_path(args.config), overrides=overrides)
+    return Workspace(config, args.desired, StateStore(args.state), template_dirs(args.templates))
+
+
+def dump_json(value: object) -> None:
+    json.dump(value, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def validate(args: argparse.Namespace) -> int:
+    ws = workspace(args)
+    files = [Path(f) for f in args.files] or sla_files(ws.desired_dir)
+    bad = 0
+    for path in files:
+        project = load_file(path, allow_file_repos=ws.config.allow_file_repos)
+        if isinstance(project, InvalidProject):
+            bad += 1
+            print(f"invalid  {project.error}")
+        else:
+            print(f"valid    {path} (project {project.name})")
+    return PROBLEMS if bad else OK
+
+
+def plan(args: argparse.Namespace) -> int:
+    items = workspace(args).plan()
+    if args.json:
+        dump_json([item.as_json() for item in items])
+    else:
+        for item in items:
+            print(f"{item.project}\t{item.action.value}\t{item.reason}")
+        if not items:
+            print("no projects")
+    return OK if in_sync(items) else PROBLEMS
+
+
+def apply(args: argparse.Namespace) -> int:
+    ws = workspace(args)
+    with ws.store.lock("reconciler apply"):
+        progress = Progress(sys.stderr if args.json else sys.stdout)
+        if args.wait:
+            with progress:
+                records = Pass(ws, report=progress).run(wait=True)
+        else:
+            records = Pass(ws, report=progress).run(wait=False)
+    rows = [status_row(r, ws.store) for _, r in sorted(records.items())]
+    if args.json:
+        dump_json(rows)
+    else:
+        print_status(rows, sys.stdout)
+    return apply_exit_code(list(records.values()))
+
+
+def apply_exit_code(records: list[ProjectRecord]) -> int:
+    """0 when every project is ready (or still building without failure), 1 otherwise."""
+    if any(r.phase in (Phase.failed, Phase.invalid) for r in records):
+        return PROBLEMS
+    return OK
+
+
+def watch(args: argparse.Namespace) -> int:
+    ws = workspace(args)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    ws.desired_dir.mkdir(parents=True, exist_ok=True)
+    resync_ms = int(ws.config.resync_interval * 1000)
+    with ws.store.lock("reconciler watch"):
+        print(f"watching {ws.desired_dir} (resync every {ws.config.resync_interval:g}s)")
+        Pass(ws, report=Progress()).run(wait=False)
+        for _ in watchfiles.watch(
+            ws.desired_dir, stop_event=stop, rust_timeout=resync_ms, yield_on_timeout=True,
+            debounce=200, raise_interrupt=False,
+        ):
+            Pass(ws, report=Progress()).run(wait=False)
+    print("stopped")
+    return OK
+
+
+def status(args: argparse.Namespace) -> int:
+    store = StateStore(args.state)
+    records = store.load_all()
+    rows = [status_row(r, store) for _, r in sorted(records.items())]
+    if args.project:
+        rows = [row for row in rows if row["project"] == args.project]
+    if args.json:
+        dump_json(rows)
+    else:
+        print_status(rows, sys.stdout)
+    return OK
+
+
+def logs(args: argparse.Namespace) -> int:
+    store = StateStore(args.state)
+    try:
+        path = store.observer_path(args.project)
+    except ValueError:
+        path = None
+    if path is None or not path.exists():
+        print(f"reconciler: no observer log for project {args.project!r}", file=sys.stderr)
+        return PROBLEMS
+    with path.open(encoding="utf-8", errors="replace") as stream:
+        sys.stdout.write(stream.read())
+        sys.stdout.flush()
+        if args.follow:
+            try:
+                for _ in watchfiles.watch(path, raise_interrupt=False):
+                    sys.stdout.write(stream.read())
+                    sys.stdout.flush()
+            except KeyboardInterrupt:
+                pass
+    return OK
+
+
+def check_repo(args: argparse.Namespace) -> int:
+    target: str = args.repo
+    try:
+        if args.ref is not None:
+            check_ref(args.ref)
+    except ValueError as error:
+        print(f"reconciler: --ref {error}", file=sys.stderr)
+        return ERROR
+    local = is_local(target) or Path(target).exists()
+    if local and args.ref is None and not (Path(local_path(target)) / ".git").exists():
+        return _report_review(Path(local_path(target)), args.json)
+    with tempfile.TemporaryDirectory(prefix="flops-check-") as tmp:
+        try:
+            location = str(Path(local_path(target)).resolve()) if local else target
+            commit = resolve_commit(location, args.ref, timeout=60)
+            clone(location, commit, Path(tmp) / "repo", args.ref)
+        except (GitRemoteError, CloneError) as error:
+            print(f"reconciler: {error}", file=sys.stderr)
+            return PROBLEMS
+        return _report_review(Path(tmp) / "repo", args.json)
+
+
+def _report_review(repo_dir: Path, as_json: bool) -> int:
+    review = review_repository(repo_dir)
+    if as_json:
+        dump_json({
+            "ok": review.ok,
+            "problems": [
+                {"category": p.category, "file": p.file, "line": p.line,
+                 "message": p.message, "hint": p.hint}
+                for p in review.problems
+            ],
+            "python": review.plan.python_pin if review.plan else None,
+            "requirements": review.plan.requirements if review.plan else {},
+            "repairs": review.plan.repairs if review.plan else [],
+        })
+    else:
+        for problem in review.problems:
+            print(f"problem  {problem.describe()}\n         fix: {problem.hint}")
+        if review.plan:
+            for repair in review.plan.repairs:
+                print(f"repair   {repair}")
+            for role, lines in sorted(review.plan.requirements.items()):
+                print(f"{role:<9}{', '.join(lines) or '(no extra packages)'}")
+        print("ok" if review.ok else f"{len(review.problems)} problem(s)")
+    return OK if review.ok else PROBLEMS
+
+
+def doctor(args: argparse.Namespace) -> int:
+    return OK if run_doctor(workspace(args)) else PROBLEMS
+
+
+def build_builder(args: argparse.Namespace) -> int:
+    ws = workspace(args)
+    hosts = [h for h in ws.config.image_builder_hosts() if args.host in (None, h.name)]
+    if not hosts:
+        print("reconciler: no matching image-builder host in the inventory", file=sys.stderr)
+        return PROBLEMS
+    for host in hosts:
+        ensure_builder_image(host.docker_host, ws.config.builder.image,
+                             ws.config.builder.base_image, ws.template_dirs, force=True)
+        print(f"built {ws.config.builder.image} on {host.name}")
+    return OK
+

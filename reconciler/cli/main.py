@@ -1,0 +1,102 @@
+"""The ``reconciler`` command: parse arguments, build the workspace, call the loop, print.
+
+Decision: argparse, one sub-command per DESIGN §3 row; every global option also reads a
+``RECONCILER_*`` variable, and every failure that is not the user's data ends in exit 2 with
+one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from reconciler import __version__
+from reconciler.cli import commands
+from reconciler.edges.settings import ConfigError
+from reconciler.edges.state import LockHeld
+
+ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
+        prog="reconciler",
+        description="Make every FL project's learner and aggregator images exist.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--desired", default=env("RECONCILER_DESIRED", "desired"),
+                        help="directory of SLA files (default: desired)")
+    parser.add_argument("--state", default=env("RECONCILER_STATE", "state"),
+                        help="directory of records and observer logs (default: state)")
+    parser.add_argument("--config", default=env("RECONCILER_CONFIG"),
+                        help="TOML configuration (default: reconciler.toml when present)")
+    parser.add_argument("--templates", default=env("RECONCILER_TEMPLATES"),
+                        help="directory whose templates override the shipped ones")
+    parser.add_argument("--registry", help="'local' or a registry URL (overrides the config)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = sub.add_parser("validate", help="schema-check SLA files")
+    validate.add_argument("files", nargs="*", help="SLA files (default: all in --desired)")
+
+    plan = sub.add_parser("plan", help="what a pass would do; no side effects")
+    plan.add_argument("--json", action="store_true")
+
+    apply = sub.add_parser("apply", help="one reconcile pass")
+    apply.add_argument("--wait", action="store_true",
+                       help="block until every build this pass started or adopted is recorded")
+    apply.add_argument("--json", action="store_true")
+
+    sub.add_parser("watch", help="reconcile on every change, plus a periodic resync")
+
+    status = sub.add_parser("status", help="one row per project")
+    status.add_argument("project", nargs="?")
+    status.add_argument("--json", action="store_true")
+
+    logs = sub.add_parser("logs", help="print a project's observer log")
+    logs.add_argument("project")
+    logs.add_argument("--follow", "-f", action="store_true")
+
+    check = sub.add_parser("check-repo", help="the builder's checks on a repository, no build")
+    check.add_argument("repo", metavar="URL_OR_PATH")
+    check.add_argument("--ref")
+    check.add_argument("--json", action="store_true")
+
+    sub.add_parser("doctor", help="check engine, compose, registry, hosts and git")
+
+    builder = sub.add_parser("build-builder", help="(re)build the image-builder image")
+    builder.add_argument("--host", help="inventory host (default: every image-builder host)")
+    return parser
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "validate": commands.validate,
+    "plan": commands.plan,
+    "apply": commands.apply,
+    "watch": commands.watch,
+    "status": commands.status,
+    "logs": commands.logs,
+    "check-repo": commands.check_repo,
+    "doctor": commands.doctor,
+    "build-builder": commands.build_builder,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.desired, args.state = Path(args.desired), Path(args.state)
+    try:
+        return HANDLERS[args.command](args)
+    except (ConfigError, LockHeld) as error:
+        print(f"reconciler: {error}", file=sys.stderr)
+        return ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # the last line of defence: one line, exit 2
+        if os.environ.get("RECONCILER_DEBUG"):
+            raise
+        print(f"reconciler: {type(error).__name__}: {error}", file=sys.stderr)
+        return ERROR

@@ -1,0 +1,73 @@
+"""What one build is: the request handed to a builder and the compose spec that carries it.
+
+Decision: the request is assembled here, purely, from the desired SLA, the resolved commit and
+the configuration; the loop only adds the chosen host. So a test can see exactly what a
+builder would be told without starting one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import Environment
+
+from reconciler import __version__
+from reconciler.core.config import Config, HostConfig
+from reconciler.core.naming import ROLES, build_key, builder_name, image_refs
+from reconciler.core.project import DesiredProject
+from reconciler.core.render import (
+    REPO_MOUNT,
+    BuilderSpec,
+    render_actor_dockerfile,
+)
+from reconciler.core.repo_url import is_local, local_path
+
+
+def image_labels(project: DesiredProject, commit: str, key: str) -> dict[str, str]:
+    sla = project.sla
+    return {
+        "org.opencontainers.image.source": sla.ml_repo_url,
+        "org.opencontainers.image.revision": commit,
+        "flops.flavor": sla.ml_model_flavor.value,
+        "flops.platforms": ",".join(p.value for p in sla.supported_platforms),
+        "flops.devel-base-images": str(sla.use_devel_base_images).lower(),
+        "flops.builder-version": __version__,
+        "flops.build-key": key,
+    }
+
+
+def builder_spec(
+    project: DesiredProject, commit: str, config: Config, host: HostConfig, env: Environment
+) -> BuilderSpec:
+    sla = project.sla
+    key = build_key(project.image_inputs, commit, __version__)
+    local = is_local(sla.ml_repo_url)
+    request: dict[str, Any] = {
+        "project": project.name,
+        "build_key": key,
+        "repo_url": REPO_MOUNT if local else sla.ml_repo_url,
+        "source_url": sla.ml_repo_url,
+        "commit": commit,
+        "ref": sla.ml_repo_ref,
+        "flavor": sla.ml_model_flavor.value,
+        "platforms": [p.value for p in sla.supported_platforms],
+        "use_devel_base_images": sla.use_devel_base_images,
+        "images": image_refs(config.image_prefix, sla.ml_repo_url, commit),
+        "push": not config.local_registry,
+        "dockerfiles": {
+            role: render_actor_dockerfile(env, role=role, base_image=config.images.base_image)
+            for role in ROLES
+        },
+        "labels": image_labels(project, commit, key),
+        "builder_version": __version__,
+    }
+    return BuilderSpec(
+        name=builder_name(project.name, key),
+        project=project.name,
+        build_key=key,
+        image=config.builder.image,
+        network=config.builder.network,
+        docker_socket=host.socket_path(),
+        request=request,
+        repo_mount=local_path(sla.ml_repo_url) if local else None,
+    )
