@@ -146,7 +146,8 @@ class Pass:
             )
         except GitRemoteError as error:
             return self._fail(want, None, "resolve", f"repo: {error}")
-        self.log.info(name, "resolve", f"{sla.ml_repo_ref or 'HEAD'} of {sla.ml_repo_url} is {commit}")
+        ref = sla.ml_repo_ref or "HEAD"
+        self.log.info(name, "resolve", f"{ref} of {sla.ml_repo_url} is {commit}")
         refs = image_refs(self.config.image_prefix, sla.ml_repo_url, commit)
         self.report(name, "checking registry")
         try:
@@ -305,8 +306,8 @@ class Pass:
             if index >= build.events_logged:
                 for line in event_lines(event):
                     self._write(name, line)
-                    if line.level == "INFO" and line.message.endswith("started"):
-                        self.report(name, line.message)
+                    if line.message == "started":
+                        self.report(name, line.stage)
                 build.events_logged = index + 1
                 self.store.save(record)
             if event.get("type") == "result":

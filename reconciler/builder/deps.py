@@ -49,7 +49,7 @@ class DependencyPlan:
     requirements: dict[str, list[str]]
     repairs: list[str]
     role_repairs: dict[str, list[str]]
-    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -168,7 +168,7 @@ class _Planner:
         self.conda_reqs: list[tuple[str, str, str]] = []  # (canonical name, requirement, spec)
         self.pip_lines: list[str] = []
         self.repairs: list[tuple[tuple[str, ...], str]] = []
-        self.notes: list[str] = []
+        self.warnings: list[str] = []
         self.problems: list[Problem] = []
 
     def problem(self, message: str, hint: str) -> None:
@@ -261,14 +261,9 @@ class _Planner:
         merged.extend(self.pip_lines)
         names = {_pip_name(line) for line in merged}
         if "torch" in names and "torchvision" not in names:
-            self.notes.append(
+            self.warnings.append(
                 "torch is listed without torchvision; if the model uses torchvision "
                 f"(datasets, transforms, models), add it to {self.conda_name}"
-            )
-        if self.python_pin:
-            self.notes.append(
-                f"{self.conda_name} pins python {self.python_pin}; the images run the base "
-                "image's python3 (the pin is recorded, not enforced)"
             )
         learner: list[str] = []
         for line in merged:
@@ -311,7 +306,7 @@ def plan_dependencies(repo_dir: Path) -> DependencyPlan:
         requirements=requirements,
         repairs=[text for _roles, text in planner.repairs],
         role_repairs={r: [t for roles, t in planner.repairs if r in roles] for r in ROLES},
-        notes=planner.notes,
+        warnings=planner.warnings,
         problems=planner.problems,
     )
 

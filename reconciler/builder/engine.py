@@ -60,7 +60,10 @@ def split_reference(ref: str) -> tuple[str, str]:
 
 
 class Engine:
-    """One Docker engine, addressed as `unix:///path` or `tcp://host:port`."""
+    """One Docker engine, addressed as `unix:///path` or `tcp://host:port`.
+
+    Constructing one never fails; an unusable address fails the first call (EngineUnreachable).
+    """
 
     def __init__(self, host: str = DEFAULT_HOST) -> None:
         self.host = host
@@ -73,7 +76,10 @@ class Engine:
             netloc = parsed.netloc
             self._connect = lambda timeout: http.client.HTTPConnection(netloc, timeout=timeout)
         else:
-            raise EngineUnreachable(f"unsupported DOCKER_HOST {host!r} (use unix:// or tcp://)")
+            self._connect = self._unsupported
+
+    def _unsupported(self, timeout: float | None) -> http.client.HTTPConnection:
+        raise EngineUnreachable(f"unsupported DOCKER_HOST {self.host!r} (use unix:// or tcp://)")
 
     @classmethod
     def from_env(cls) -> Engine:

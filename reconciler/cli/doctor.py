@@ -62,7 +62,8 @@ def _no_hosts() -> str:
 def _engine(docker: DockerClient) -> Callable[[], str]:
     def check() -> str:
         try:
-            return f"Docker {docker.version().server.version}"
+            server = docker.version().server
+            return f"Docker {server.version if server else '?'}"
         except DockerException as error:
             raise DoctorProblem(
                 f"not answering ({_last(error)}); start dockerd or fix docker_host"

@@ -34,9 +34,9 @@ def event_lines(event: dict[str, Any]) -> list[LogLine]:
     stage = _text(event.get("stage"), "build")
     if kind == "stage":
         if event.get("state") == "start":
-            return [LogLine("INFO", stage, f"{stage} started")]
+            return [LogLine("INFO", stage, "started")]
         seconds = _seconds(event.get("seconds"))
-        return [LogLine("INFO", stage, f"{stage} finished in {seconds:.1f}s")]
+        return [LogLine("INFO", stage, f"finished in {seconds:.1f}s")]
     if kind == "log":
         level = _text(event.get("level"), "INFO")
         level = level if level in ("INFO", "WARN", "ERROR") else "INFO"

@@ -76,9 +76,10 @@ class ComposeBackend:
         docker = DockerClient(host=builder.host.docker_host)
         pending = {"stdout": b"", "stderr": b""}
         try:
-            for stream, chunk in docker.container.logs(
+            chunks: Iterator[tuple[str, bytes]] = docker.container.logs(  # type: ignore[assignment]
                 builder.container_id, follow=follow, stream=True
-            ):
+            )
+            for stream, chunk in chunks:
                 pending[stream] += chunk
                 *complete, pending[stream] = pending[stream].split(b"\n")
                 for raw in complete:
@@ -103,7 +104,7 @@ class ComposeBackend:
     def wait(self, builder: Builder) -> int:
         docker = DockerClient(host=builder.host.docker_host)
         try:
-            return int(docker.container.wait(builder.container_id))  # type: ignore[arg-type]
+            return int(docker.container.wait(builder.container_id))
         except DockerException as error:
             raise BackendError(f"cannot wait for the builder: {_tail(error)}") from None
 

@@ -101,7 +101,7 @@ def read_document(path: Path) -> Any:
         except ValueError as error:
             raise SlaError(f"malformed JSON: {error}; fix the syntax") from None
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as error:
         raise SlaError(f"malformed YAML: {_one_line(error)}; fix the syntax") from None
     _reject_shared_nodes(data)

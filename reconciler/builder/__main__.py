@@ -1,0 +1,13 @@
+"""`python -m reconciler.builder`: the builder container's entry point.
+
+Decision: the request comes only from the FLOPS_BUILD_REQUEST environment variable and the
+answer only as events on stdout (see protocol.py); the exit status mirrors the result.
+"""
+
+import os
+import sys
+
+from .protocol import REQUEST_ENV
+from .run import run
+
+raise SystemExit(run(os.environ.get(REQUEST_ENV), sys.stdout))

@@ -1,0 +1,298 @@
+"""The builder's stage runner: clone, check, dependencies, build, push, told as protocol events.
+
+Decision: the runner is the only writer to stdout and every path ends in exactly one result
+event: stage code raises `StageFailure` or a tool module's own error, and the mapping from
+those errors to a category and a hint for the user lives here, in one place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import protocol
+from .checks import check_structure
+from .clone import COMMIT, CloneError, clone
+from .context import dockerfile_path, write_flops_dir, write_tar
+from .deps import DependencyPlan, plan_dependencies
+from .engine import Engine, EngineError, EngineUnreachable, split_reference
+from .problems import StageFailure, failure_from_problems
+
+EngineFactory = Callable[[], Engine]
+
+
+@dataclass(frozen=True)
+class Request:
+    """The fields of FLOPS_BUILD_REQUEST the builder acts on (see protocol.py)."""
+
+    project: str
+    repo_url: str
+    source_url: str
+    commit: str
+    ref: str | None
+    platforms: list[str]
+    images: dict[str, str]
+    dockerfiles: dict[str, str]
+    labels: dict[str, str]
+    push: bool
+
+
+def parse_request(raw: str | None) -> Request:
+    """The validated request; StageFailure (infrastructure) naming the first bad field."""
+    def bad(what: str) -> StageFailure:
+        return StageFailure(
+            "infrastructure", f"malformed build request: {what}",
+            f"the reconciler must pass a JSON request in {protocol.REQUEST_ENV} (see protocol.py)",
+        )
+
+    if not raw:
+        raise bad(f"{protocol.REQUEST_ENV} is not set")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise bad(f"not JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise bad("not a JSON object")
+    for key in ("project", "repo_url", "commit"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise bad(f"{key!r} must be a non-empty string")
+    if not COMMIT.match(data["commit"]):
+        raise bad(f"'commit' must be a full hex commit id, not {data['commit']!r}")
+    for key in ("images", "dockerfiles"):
+        value = data.get(key)
+        if not isinstance(value, dict) or any(
+            not isinstance(value.get(role), str) or not value[role] for role in protocol.ROLES
+        ):
+            raise bad(f"{key!r} must map each of {', '.join(protocol.ROLES)} to a string")
+    labels = data.get("labels") or {}
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise bad("'labels' must map strings to strings")
+    platforms = data.get("platforms") or []
+    if not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms):
+        raise bad("'platforms' must be a list of strings")
+    ref = data.get("ref")
+    return Request(
+        project=data["project"], repo_url=data["repo_url"],
+        source_url=str(data.get("source_url") or data["repo_url"]), commit=data["commit"],
+        ref=ref if isinstance(ref, str) and ref else None, platforms=platforms,
+        images={r: data["images"][r] for r in protocol.ROLES},
+        dockerfiles={r: data["dockerfiles"][r] for r in protocol.ROLES},
+        labels=labels, push=data.get("push") is True,
+    )
+
+
+class Reporter:
+    """Writes stage, log and result events and keeps the per-stage timings."""
+
+    def __init__(self, out: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
+        self.out = out
+        self.clock = clock
+        self.timings: dict[str, float] = {}
+        self.current = "clone"
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.current = name
+        protocol.emit({"type": "stage", "stage": name, "state": "start"}, self.out)
+        started = self.clock()
+        try:
+            yield
+        finally:
+            seconds = round(self.clock() - started, 3)
+            self.timings[name] = seconds
+            protocol.emit(
+                {"type": "stage", "stage": name, "state": "end", "seconds": seconds}, self.out
+            )
+
+    def log(self, level: str, message: str, details: list[str] | None = None) -> None:
+        event: dict[str, Any] = {
+            "type": "log", "level": level, "stage": self.current, "message": message,
+        }
+        if details:
+            event["details"] = details
+        protocol.emit(event, self.out)
+
+    def succeeded(self, images: dict[str, str], digests: dict[str, str], repairs: list[str]) -> int:
+        protocol.emit(
+            {"type": "result", "ok": True, "images": images, "digests": digests,
+             "timings": self.timings, "repairs": repairs},
+            self.out,
+        )
+        return 0
+
+    def failed(self, failure: StageFailure) -> int:
+        error = {"category": failure.category, "stage": self.current,
+                 "message": failure.message, "hint": failure.hint, "details": failure.details}
+        protocol.emit(
+            {"type": "result", "ok": False, "error": error, "timings": self.timings}, self.out
+        )
+        return 1
+
+
+def run(
+    raw_request: str | None,
+    out: TextIO,
+    *,
+    engine_factory: EngineFactory = Engine.from_env,
+    workdir: Path | None = None,
+) -> int:
+    """Run every stage for one request; 0 after an ok result, 1 after a failed one."""
+    reporter = Reporter(out)
+    try:
+        request = parse_request(raw_request)
+        with tempfile.TemporaryDirectory(prefix="flops-build-", dir=workdir) as tmp:
+            return _stages(request, Path(tmp) / "repo", reporter, engine_factory)
+    except StageFailure as failure:
+        return reporter.failed(failure)
+    except Exception as exc:  # the builder must always answer with a result
+        return reporter.failed(StageFailure(
+            "infrastructure", f"builder crashed: {type(exc).__name__}: {exc}",
+            "an unexpected error inside the image builder; the details show where",
+            traceback.format_exc().splitlines()[-20:],
+        ))
+
+
+def _stages(
+    request: Request, repo_dir: Path, reporter: Reporter, engine_factory: EngineFactory
+) -> int:
+    with reporter.stage("clone"):
+        try:
+            notes = clone(request.repo_url, request.commit, repo_dir, request.ref)
+        except CloneError as exc:
+            raise StageFailure(
+                "repo", f"cannot check out {request.source_url} at {request.commit}: {exc}",
+                f"check that {request.source_url} is reachable from the image-builder host "
+                "and still contains that commit (was it force-pushed away?)",
+                exc.details,
+            ) from exc
+        reporter.log("INFO", f"checked out {request.source_url} at {request.commit}", notes)
+    with reporter.stage("check"):
+        problems = check_structure(repo_dir)
+        if problems:
+            raise failure_from_problems(problems)
+        reporter.log("INFO", "repository follows the FLOps structure (model_manager.py "
+                     "defines ModelManager with every required method; conda.yaml parses)")
+    with reporter.stage("dependencies"):
+        plan = _dependencies(repo_dir, reporter)
+    engine = engine_factory()
+    ids = _build(request, repo_dir, plan, reporter, engine)
+    digests = _push(request, reporter, engine) if request.push else ids
+    return reporter.succeeded(dict(request.images), digests, plan.repairs)
+
+
+def _dependencies(repo_dir: Path, reporter: Reporter) -> DependencyPlan:
+    plan = plan_dependencies(repo_dir)
+    if plan.problems:
+        raise failure_from_problems(plan.problems)
+    for repair in plan.repairs:
+        reporter.log("WARN", repair)
+    for warning in plan.warnings:
+        reporter.log("WARN", warning)
+    if plan.python_pin:
+        reporter.log("INFO", f"{plan.conda_file} pins python {plan.python_pin}; the images "
+                     "run the base image's python3 (the pin is recorded, not enforced)")
+    counts = ", ".join(f"{role} {len(reqs)}" for role, reqs in plan.requirements.items())
+    reporter.log("INFO", f"pip requirements per role: {counts}")
+    return plan
+
+
+def _base_image(dockerfile: str) -> str | None:
+    match = re.search(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)", dockerfile, re.MULTILINE | re.IGNORECASE)
+    return match.group(1) if match else None
+
+
+def _build(
+    request: Request, repo_dir: Path, plan: DependencyPlan, reporter: Reporter, engine: Engine
+) -> dict[str, str]:
+    write_flops_dir(repo_dir, request.dockerfiles, plan.requirements)
+    ids: dict[str, str] = {}
+    with tempfile.TemporaryFile() as tar:
+        write_tar(repo_dir, tar)
+        for role in protocol.ROLES:
+            with reporter.stage(f"build:{role}"):
+                if not ids:
+                    _warn_platforms(request, reporter, engine)
+                labels = {**request.labels, "flops.role": role,
+                          "flops.repairs": json.dumps(plan.role_repairs[role])}
+                ref = request.images[role]
+                try:
+                    ids[role], _lines = engine.build(tar, ref, dockerfile_path(role), labels)
+                except EngineError as exc:
+                    raise _build_failure(exc, role, request.dockerfiles[role]) from exc
+                reporter.log("INFO", f"built {role} image {ref} ({ids[role]})")
+    return ids
+
+
+def _warn_platforms(request: Request, reporter: Reporter, engine: Engine) -> None:
+    try:
+        native = engine.platform()
+    except EngineUnreachable as exc:
+        raise _unreachable(exc) from exc
+    except EngineError as exc:
+        reporter.log("WARN", f"cannot tell the engine's platform: {exc}")
+        return
+    wanted = request.platforms or [native]
+    if wanted != [native]:
+        reporter.log("WARN", f"supported_platforms is {', '.join(wanted)}, but this builder "
+                     f"builds for its engine's platform only ({native})")
+
+
+def _unreachable(exc: EngineError) -> StageFailure:
+    return StageFailure(
+        "infrastructure", str(exc),
+        "mount the Docker socket of the image-builder host at /var/run/docker.sock "
+        "(or set DOCKER_HOST=unix://...)", exc.details,
+    )
+
+
+def _build_failure(exc: EngineError, role: str, dockerfile: str) -> StageFailure:
+    if isinstance(exc, EngineUnreachable):
+        return _unreachable(exc)
+    base = _base_image(dockerfile)
+    text = str(exc).lower()
+    if base and split_reference(base)[0].lower() in text and any(
+        s in text for s in ("pull access denied", "no such image", "not found", "manifest unknown")
+    ):
+        return StageFailure(
+            "infrastructure", f"the {role} image's base image {base} is not available: {exc}",
+            f"make {base} available to the engine of the image-builder host (docker load or "
+            "docker import there) or configure another [images] base_image",
+            exc.details,
+        )
+    return StageFailure(
+        "build", f"building the {role} image failed: {exc}",
+        "the last lines show the failing step; usually a dependency in conda.yaml that "
+        "cannot be installed: fix it and commit",
+        exc.details,
+    )
+
+
+def _push(request: Request, reporter: Reporter, engine: Engine) -> dict[str, str]:
+    digests: dict[str, str] = {}
+    for role in protocol.ROLES:
+        ref = request.images[role]
+        with reporter.stage(f"push:{role}"):
+            try:
+                digests[role] = engine.push(ref)
+            except EngineUnreachable as exc:
+                raise _unreachable(exc) from exc
+            except EngineError as exc:
+                raise StageFailure(
+                    "push", f"pushing {ref} failed: {exc}",
+                    "check that the registry named in the image reference is reachable from "
+                    "the image-builder host's engine (a plain-HTTP registry off loopback needs "
+                    "--insecure-registry on that engine)",
+                    exc.details,
+                ) from exc
+            reporter.log("INFO", f"pushed {ref}@{digests[role]}")
+    return digests
