@@ -1,0 +1,104 @@
+"""Benchmark: `plan` over N generated SLA files against parsing the same files with PyYAML.
+
+Prints the median of several rounds for: the baseline (yaml.load of every file with the
+fastest loader available), `plan` with no recorded state (every project is a `create`), and
+`plan` when every project is recorded `ready` (every project a `noop`), plus the ratios.
+No Docker, git or network is touched: plan is pure over the files and the state directory.
+
+    python bench/plan.py [--projects 1000] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from reconciler.core.config import Config
+from reconciler.core.plan import Action
+from reconciler.core.project import DesiredProject, Phase, ProjectRecord
+from reconciler.edges.settings import template_dirs
+from reconciler.edges.state import StateStore
+from reconciler.loop import Workspace
+
+SLA = """\
+customerID: team-{i}
+ml_repo_url: https://git.example.org/org{group}/model-{i}.git
+ml_repo_ref: main
+ml_model_flavor: {flavor}
+supported_platforms: [linux/amd64]
+training_configuration:
+  mode: classic
+  data_tags: [dev, site-{group}]
+  training_rounds: {rounds}
+  min_available_clients: 2
+  min_fit_clients: 2
+resource_constraints:
+  memory: 512
+  vcpus: 2
+"""
+FLAVORS = ("sklearn", "pytorch", "tensorflow", "keras")
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def write_slas(directory: Path, count: int) -> None:
+    for i in range(count):
+        text = SLA.format(i=i, group=i % 37, flavor=FLAVORS[i % 4], rounds=3 + i % 5)
+        (directory / f"project-{i:05d}.yaml").write_text(text)
+
+
+def record_all_ready(ws: Workspace) -> None:
+    desired, _ = ws.load()
+    for project in desired.values():
+        assert isinstance(project, DesiredProject)
+        ws.store.save(ProjectRecord(
+            project=project.name, phase=Phase.ready, sla_file=project.sla_file,
+            sla=project.sla_dump, sla_digest=project.sla_digest,
+            image_digest=project.image_digest, commit="0" * 40,
+        ))
+
+
+def median_seconds(work: Callable[[], object], rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        work()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--projects", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        desired, state = Path(tmp) / "desired", Path(tmp) / "state"
+        desired.mkdir()
+        write_slas(desired, args.projects)
+        ws = Workspace(Config(), desired, StateStore(state), template_dirs(None))
+        files = sorted(desired.iterdir())
+
+        def baseline() -> object:
+            return [yaml.load(p.read_text(), Loader=LOADER) for p in files]  # noqa: S506
+
+        base = median_seconds(baseline, args.rounds)
+        fresh_plan = ws.plan()
+        assert all(item.action is Action.create for item in fresh_plan)
+        fresh = median_seconds(ws.plan, args.rounds)
+        record_all_ready(ws)
+        assert all(item.action is Action.noop for item in ws.plan())
+        steady = median_seconds(ws.plan, args.rounds)
+    print(f"projects: {args.projects}, rounds: {args.rounds} (median), loader: {LOADER.__name__}")
+    print(f"baseline  yaml.load only           {base * 1000:8.1f} ms")
+    print(f"plan      nothing recorded (create) {fresh * 1000:8.1f} ms  ratio {fresh / base:5.2f}x")
+    print(f"plan      all recorded ready (noop) {steady * 1000:8.1f} ms  ratio {steady / base:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
