@@ -39,7 +39,8 @@ def check_structure(repo_dir: Path) -> list[Problem]:
 def _check_model_manager(repo_dir: Path) -> list[Problem]:
     path = repo_dir / MODEL_MANAGER_FILE
     if not path.is_file():
-        hint = f"add {MODEL_MANAGER_FILE} at the repository root; in it, {_DEFINE_HINT}"
+        hint = (f"add {MODEL_MANAGER_FILE} at the repository root, defining class "
+                f"{MODEL_MANAGER_CLASS} with the methods {_METHODS_TEXT}")
         elsewhere = _found_elsewhere(repo_dir, MODEL_MANAGER_FILE)
         if elsewhere:
             hint = f"move {elsewhere} to the repository root (FLOps imports it from there)"

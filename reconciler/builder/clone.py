@@ -7,9 +7,11 @@ way HEAD is verified to be the requested commit, so the images always match thei
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +36,25 @@ class CloneError(Exception):
         return self.message
 
 
-def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _global_config(path: Path) -> Path:
+    """A global git config that keeps the user's and adds the builder's safety settings.
+
+    `git -c` settings do not reach the `git upload-pack` that serves a local (bind-mounted)
+    repository, so `safe.directory` is set here too: such a mount is usually owned by another
+    user than the builder's.
+    """
+    user = os.environ.get("GIT_CONFIG_GLOBAL") or str(Path.home() / ".gitconfig")
+    path.write_text(
+        f"[include]\n\tpath = {json.dumps(user)}\n"
+        "[safe]\n\tdirectory = *\n[protocol \"ext\"]\n\tallow = never\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _git(args: list[str], cwd: Path, config: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in _REPOSITORY_ENV}
-    env.update(GIT_TERMINAL_PROMPT="0", GCM_INTERACTIVE="never")
+    env.update(GIT_TERMINAL_PROMPT="0", GCM_INTERACTIVE="never", GIT_CONFIG_GLOBAL=str(config))
     try:
         return subprocess.run(
             ["git", *_SAFE_CONFIG, *args], cwd=cwd, env=env, capture_output=True,
@@ -59,28 +77,36 @@ def clone(repo_url: str, commit: str, dest: Path, ref: str | None = None) -> lis
     if not COMMIT.match(commit):
         raise CloneError(f"{commit!r} is not a full commit id")
     dest.mkdir(parents=True)
-    init = _git(["init", "-q", "--", str(dest)], dest)
+    with tempfile.TemporaryDirectory(prefix="flops-git-") as tmp:
+        config = _global_config(Path(tmp) / "gitconfig")
+        return _fetch_and_check_out(repo_url, commit, dest, ref, config)
+
+
+def _fetch_and_check_out(
+    repo_url: str, commit: str, dest: Path, ref: str | None, config: Path
+) -> list[str]:
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return _git(list(args), dest, config)
+
+    init = git("init", "-q", "--", str(dest))
     if init.returncode != 0:
         raise CloneError("git init failed", _tail(init))
     notes: list[str] = []
-    shallow = _git(["fetch", "-q", "--depth", "1", "--no-tags", "--", repo_url, commit], dest)
+    shallow = git("fetch", "-q", "--depth", "1", "--no-tags", "--", repo_url, commit)
     if shallow.returncode == 0:
         notes.append(f"fetched {commit} (depth 1)")
     else:
         notes.append("the server refused a shallow fetch of the commit; fetching all refs")
         notes.extend("  " + line for line in _tail(shallow, 3))
-        full = _git(
-            ["fetch", "-q", "--tags", "--", repo_url,
-             "+refs/heads/*:refs/remotes/origin/*"], dest,
-        )
+        full = git("fetch", "-q", "--tags", "--", repo_url, "+refs/heads/*:refs/remotes/origin/*")
         if full.returncode != 0:
             raise CloneError(f"cannot fetch {repo_url}", _tail(full))
-        if ref and _git(["cat-file", "-e", f"{commit}^{{commit}}"], dest).returncode != 0:
-            _git(["fetch", "-q", "--", repo_url, ref], dest)
-    checkout = _git(["checkout", "-q", "--detach", commit], dest)
+        if ref and git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+            git("fetch", "-q", "--", repo_url, ref)
+    checkout = git("checkout", "-q", "--detach", commit)
     if checkout.returncode != 0:
         raise CloneError(f"commit {commit} is not in {repo_url}", _tail(checkout))
-    head = _git(["rev-parse", "HEAD"], dest).stdout.strip()
+    head = git("rev-parse", "HEAD").stdout.strip()
     if head != commit:
         raise CloneError(f"checked out {head or 'nothing'} instead of {commit}")
     return notes

@@ -11,6 +11,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import socket
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -21,6 +22,8 @@ API = "/v1.41"
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 TAIL_LINES = 20
 CALL_TIMEOUT = 60.0
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_FAILED_COMMAND = re.compile(r"^The command '(?P<command>.*)' returned (?P<rest>.*)$", re.DOTALL)
 
 
 @dataclass
@@ -159,7 +162,7 @@ class Engine:
             "POST", f"/build?{query}", body=context, headers=headers, timeout=None
         )
         try:
-            lines, aux = _consume(response, f"building {tag}", on_line)
+            lines, aux = _consume(response, on_line)
         finally:
             conn.close()
         image = next((str(a["ID"]) for a in reversed(aux) if "ID" in a), None)
@@ -174,12 +177,12 @@ class Engine:
             headers={"X-Registry-Auth": auth}, timeout=None,
         )
         try:
-            lines, aux = _consume(response, f"pushing {ref}", on_line)
+            lines, aux = _consume(response, on_line)
         finally:
             conn.close()
         digest = next((str(a["Digest"]) for a in reversed(aux) if "Digest" in a), None)
         if not digest:
-            raise EngineError(f"pushing {ref} finished without a digest", lines[-TAIL_LINES:])
+            raise EngineError("the engine reported no manifest digest", lines[-TAIL_LINES:])
         return digest
 
 
@@ -194,23 +197,26 @@ def _message(payload: Any) -> str:
 
 
 def _consume(
-    response: http.client.HTTPResponse, doing: str, on_line: Callable[[str], None] | None
+    response: http.client.HTTPResponse, on_line: Callable[[str], None] | None
 ) -> tuple[list[str], list[dict[str, Any]]]:
-    """Read a JSON progress stream: (output lines, aux objects); EngineError on an error."""
+    """Read a JSON progress stream: (output lines, aux objects); EngineError on an error.
+
+    Error messages are the engine's own words; callers say what they were doing.
+    """
     if response.status != 200:
         raw = response.read()
         try:
             payload: Any = json.loads(raw)
         except ValueError:
             payload = raw.decode("utf-8", "replace").strip()
-        raise EngineError(f"{doing} failed: {_message(payload)}", status=response.status)
+        raise EngineError(f"{_message(payload)} (HTTP {response.status})", status=response.status)
     lines: list[str] = []
     aux: list[dict[str, Any]] = []
     for message in _messages(response):
         error = message.get("errorDetail") or message.get("error")
         if error:
             text = error.get("message", str(error)) if isinstance(error, dict) else str(error)
-            raise EngineError(f"{doing} failed: {text.strip()}", lines[-TAIL_LINES:])
+            raise EngineError(_shorten(_plain(text).strip()), lines[-TAIL_LINES:])
         if isinstance(message.get("aux"), dict):
             aux.append(message["aux"])
         for line in _lines_of(message):
@@ -220,9 +226,23 @@ def _consume(
     return lines, aux
 
 
+def _plain(text: str) -> str:
+    """Text without terminal escape sequences (the engine colours a step's stderr red)."""
+    return _ANSI.sub("", text)
+
+
+def _shorten(message: str) -> str:
+    """`The command '<a whole RUN script>' returned ...` -> the script's start only."""
+    match = _FAILED_COMMAND.match(message)
+    if match and len(match["command"]) > 80:
+        return f"The command '{match['command'][:77]}...' returned {match['rest']}"
+    return message
+
+
 def _lines_of(message: dict[str, Any]) -> list[str]:
     if isinstance(message.get("stream"), str):
-        return [line for line in message["stream"].rstrip("\n").split("\n") if line.strip()]
+        text = _plain(message["stream"]).rstrip("\n")
+        return [line for line in text.split("\n") if line.strip()]
     if isinstance(message.get("status"), str):
         prefix = f"{message['id']}: " if message.get("id") else ""
         if message.get("progressDetail"):  # byte counters: noise in a log

@@ -22,8 +22,11 @@ class Problem:
 
     def describe(self) -> str:
         """`file:line: message`, the one-line form used in logs and details."""
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.message}"
+        if self.line is not None:
+            return f"{self.file}:{self.line}: {self.message}"
+        if self.message.startswith(self.file):
+            return self.message
+        return f"{self.file}: {self.message}"
 
 
 @dataclass
@@ -44,7 +47,8 @@ def failure_from_problems(problems: list[Problem]) -> StageFailure:
     first = problems[0]
     message = first.describe()
     if len(problems) > 1:
-        message += f" (and {len(problems) - 1} more problem(s))"
+        more = len(problems) - 1
+        message += f" (and {more} more problem{'s' if more > 1 else ''}, see details)"
     hints = list(dict.fromkeys(p.hint for p in problems))
     details = [p.describe() + "  -> " + p.hint for p in problems]
-    return StageFailure(first.category, message, " ".join(hints), details)
+    return StageFailure(first.category, message, "; ".join(hints), details)

@@ -201,7 +201,10 @@ def _dependencies(repo_dir: Path, reporter: Reporter) -> DependencyPlan:
     if plan.python_pin:
         reporter.log("INFO", f"{plan.conda_file} pins python {plan.python_pin}; the images "
                      "run the base image's python3 (the pin is recorded, not enforced)")
-    counts = ", ".join(f"{role} {len(reqs)}" for role, reqs in plan.requirements.items())
+    counts = ", ".join(
+        f"{role} {sum(not line.startswith('-') for line in lines)}"
+        for role, lines in plan.requirements.items()
+    )
     reporter.log("INFO", f"pip requirements per role: {counts}")
     return plan
 
@@ -255,14 +258,21 @@ def _unreachable(exc: EngineError) -> StageFailure:
     )
 
 
+def _base_image_failed(exc: EngineError, base: str) -> bool:
+    """Did the build fail at its FROM step, or for want of the base image?"""
+    steps = [line for line in exc.details if line.startswith("Step ")]
+    if steps and " FROM " in steps[-1].upper():
+        return True
+    text = str(exc).lower()
+    missing = ("pull access denied", "no such image", "not found", "manifest unknown")
+    return split_reference(base)[0].lower() in text and any(s in text for s in missing)
+
+
 def _build_failure(exc: EngineError, role: str, dockerfile: str) -> StageFailure:
     if isinstance(exc, EngineUnreachable):
         return _unreachable(exc)
     base = _base_image(dockerfile)
-    text = str(exc).lower()
-    if base and split_reference(base)[0].lower() in text and any(
-        s in text for s in ("pull access denied", "no such image", "not found", "manifest unknown")
-    ):
+    if base and _base_image_failed(exc, base):
         return StageFailure(
             "infrastructure", f"the {role} image's base image {base} is not available: {exc}",
             f"make {base} available to the engine of the image-builder host (docker load or "

@@ -1,0 +1,25 @@
+# The image-builder service's image (DESIGN §7): the standard-library builder program plus
+# PyYAML's pure-Python package. Build context, assembled by the reconciler:
+#   reconciler/__init__.py, reconciler/builder/*.py, yaml/ (copied from the host's PyYAML)
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+
+# git clones the ML repository; images without it get it from Debian's mirror.
+RUN command -v git >/dev/null 2>&1 || { \
+        apt-get update \
+        && apt-get install -y --no-install-recommends git ca-certificates \
+        && rm -rf /var/lib/apt/lists/*; \
+    }
+
+ENV PYTHONPATH=/opt/flops \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+
+COPY yaml/ /opt/flops/yaml/
+COPY reconciler/__init__.py /opt/flops/reconciler/__init__.py
+COPY reconciler/builder/ /opt/flops/reconciler/builder/
+
+# Fail the image build, not the first project build, when the program cannot start.
+RUN python3 -c "import yaml, reconciler.builder.run" && git --version
+
+ENTRYPOINT ["python3", "-m", "reconciler.builder"]
