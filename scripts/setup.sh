@@ -100,30 +100,47 @@ fi
 
 # --- 4. Docker engine -----------------------------------------------------------------------
 engine_up() { docker info >/dev/null 2>&1; }
+# PID of the live daemon that owns the default pidfile (a second dockerd with its own
+# --pidfile, e.g. a test's extra swarm node, does not count); empty when there is none.
+default_dockerd_pid() {
+  local pidfile=/var/run/docker.pid pid state
+  [[ -s "$pidfile" ]] || return 0
+  pid="$(cat "$pidfile")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
+  [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == dockerd ]] || return 0
+  state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
+  [[ -n "$state" && "$state" != Z && "$state" != X ]] || return 0
+  echo "$pid"
+}
+start_dockerd() {
+  if [[ -f /var/run/docker.pid && -z "$(default_dockerd_pid)" ]]; then
+    log "removing stale /var/run/docker.pid"
+    rm -f /var/run/docker.pid
+  fi
+  log "starting dockerd (log: $DOCKERD_LOG)"
+  # 9>&-: the daemon must not inherit (and so hold forever) the setup lock.
+  setsid nohup dockerd --host="unix://$DOCKER_SOCK" >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
+}
 if engine_up; then
   log "Docker engine answering ($(docker info --format '{{.ServerVersion}}' 2>/dev/null))"
 else
-  if pgrep -x dockerd >/dev/null; then
-    log "dockerd is running but not answering yet; waiting"
-  else
-    pidfile=/var/run/docker.pid
-    if [[ -f "$pidfile" ]] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-      log "removing stale $pidfile"
-      rm -f "$pidfile"
-    fi
-    log "starting dockerd (log: $DOCKERD_LOG)"
-    # 9>&-: the daemon must not inherit (and so hold forever) the setup lock.
-    setsid nohup dockerd --host="unix://$DOCKER_SOCK" >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
+  started=0
+  if [[ -n "$(default_dockerd_pid)" ]]; then
+    log "dockerd (pid $(default_dockerd_pid)) is running but not answering yet; waiting"
   fi
   deadline=$((SECONDS + DOCKERD_START_TIMEOUT))
   until engine_up; do
+    if [[ -z "$(default_dockerd_pid)" ]]; then
+      # Not running (or a dying leftover that just went away): start it, once.
+      if ((started)) && ! pgrep -f "^dockerd --host=unix://$DOCKER_SOCK\$" >/dev/null; then
+        tail -n 30 "$DOCKERD_LOG" >&2 || true
+        die "dockerd exited during start-up (see $DOCKERD_LOG)"
+      fi
+      ((started)) || { start_dockerd; started=1; }
+    fi
     if ((SECONDS >= deadline)); then
       tail -n 30 "$DOCKERD_LOG" >&2 || true
       die "Docker engine did not answer within ${DOCKERD_START_TIMEOUT}s (see $DOCKERD_LOG)"
-    fi
-    if ! pgrep -x dockerd >/dev/null; then
-      tail -n 30 "$DOCKERD_LOG" >&2 || true
-      die "dockerd exited during start-up (see $DOCKERD_LOG)"
     fi
     sleep 0.5
   done
