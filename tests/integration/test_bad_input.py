@@ -84,6 +84,11 @@ CASES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _remove_built_images(docker_cleanup: Any, registry: Any) -> None:
+    docker_cleanup.add_image_prefix(registry.host)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_harms_no_other_project(
     case: Case, tmp_path: Path, registry: Any, base_image: str,
