@@ -7,6 +7,7 @@ Decision: one pydantic model is the single source of defaults; the TOML file, th
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -28,8 +29,8 @@ def parse_duration(value: Any) -> float:
         if not match:
             raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 30m or 1h")
         seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{value!r}: a duration must be positive and finite")
     return seconds
 
 

@@ -103,7 +103,12 @@ def _text(value: Any, default: str) -> str:
 
 
 def _seconds(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return 0.0
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float: as malformed as a string
+        return 0.0
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -44,5 +44,11 @@ def build_key(image_inputs: dict[str, Any], commit: str, builder_version: str) -
 
 
 def builder_name(project: str, key: str) -> str:
-    """The compose project / stack name of a project's builder (lower-case, <= 63 chars)."""
-    return f"flops-build-{project[:34]}-{key[:12]}"
+    """The compose project / stack name of a project's builder (lower-case, <= 63 chars).
+
+    A name longer than 34 characters is shortened with a hash of the whole name, so two
+    projects that share a long prefix (and build the same images) never share a builder.
+    """
+    if len(project) > 34:
+        project = f"{project[:25]}-{hashlib.sha256(project.encode()).hexdigest()[:8]}"
+    return f"flops-build-{project}-{key[:12]}"

@@ -1,9 +1,10 @@
 """Rendering the builder's compose spec and the FL-actor Dockerfiles from Jinja templates.
 
 Decision: every value that reaches a compose spec goes through the ``q`` filter, which writes
-it as a JSON string (a YAML double-quoted scalar, ASCII only) with ``$`` doubled against
-compose interpolation. A value can therefore never end its scalar, start a new key or be
-rewritten by compose: the spec's shape is fixed by the template alone.
+it as a JSON string (a YAML double-quoted scalar, ASCII only, characters beyond the BMP as
+YAML ``\\U`` escapes) with ``$`` doubled against compose interpolation. A value can therefore
+never end its scalar, start a new key or be rewritten by compose: the spec's shape is fixed by
+the template alone.
 """
 
 from __future__ import annotations
@@ -28,7 +29,20 @@ REPO_MOUNT = "/flops/repo"
 def quote(value: object) -> str:
     if not isinstance(value, str | int | float | bool):
         raise TypeError(f"only scalars may be rendered, not {type(value).__name__}")
-    return json.dumps(str(value), ensure_ascii=True).replace("$", "$$")
+    text = json.dumps(str(value), ensure_ascii=False)
+    return "".join(_ascii(ch) for ch in text).replace("$", "$$")
+
+
+def _ascii(ch: str) -> str:
+    """Printable ASCII as is; anything else as a YAML escape.
+
+    JSON's ``\\uXXXX`` surrogate pairs are not YAML: libyaml and go-yaml (so compose) reject
+    them, so a character outside the BMP is written as ``\\UXXXXXXXX``.
+    """
+    code = ord(ch)
+    if 0x20 <= code < 0x7F:
+        return ch
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def make_environment(template_dirs: Sequence[Path]) -> Environment:

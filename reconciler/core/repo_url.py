@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 NETWORK_SCHEMES = ("https", "http", "ssh", "git")
 SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9._-]+@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^:\\]+)$")
@@ -79,7 +79,8 @@ def is_local(url: str) -> bool:
 
 
 def local_path(url: str) -> str:
-    return url.removeprefix("file://") if url.startswith("file://") else url
+    """The path of a local repository; a file:// URL is percent-decoded, as git does."""
+    return unquote(url.removeprefix("file://")) if url.startswith("file://") else url
 
 
 def owner_and_repo(url: str) -> tuple[str, str]:

@@ -2,8 +2,10 @@
 
 Decision: a file is data from a possibly careless or hostile author, so it is size-limited,
 parsed with the safe (C when present) loader, and rejected when it uses YAML anchors/aliases
-(the only way to make a small file expand into a huge tree). Every problem becomes an
-``InvalidProject`` for that file alone; reading never raises for bad content.
+(the only way to make a small file expand into a huge tree) or nests deeper than any SLA does
+(the C composer and the JSON decoder recurse once per level: a 200 KB file of brackets would
+crash the process). Every problem becomes an ``InvalidProject`` for that file alone; reading
+never raises for bad content.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from reconciler.core.sla import PROJECT_NAME, SlaError, parse_sla
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_BYTES = 256 * 1024
 MAX_NODES = 10_000
+MAX_DEPTH = 32  # an SLA nests 3 levels deep
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _UNSAFE_NAME = re.compile(r"[^a-z0-9_-]+")
 
@@ -97,10 +100,15 @@ def read_document(path: Path) -> Any:
         raise SlaError(f"not UTF-8 text (byte {error.start}); save the file as UTF-8") from None
     if path.suffix == ".json":
         try:
-            return json.loads(text)
+            data = json.loads(text)
+        except RecursionError:
+            raise SlaError(_too_deep()) from None
         except ValueError as error:
             raise SlaError(f"malformed JSON: {error}; fix the syntax") from None
+        _reject_shared_nodes(data)
+        return data
     try:
+        _check_depth(text)
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as error:
         raise SlaError(f"malformed YAML: {_one_line(error)}; fix the syntax") from None
@@ -108,21 +116,41 @@ def read_document(path: Path) -> Any:
     return data
 
 
+def _check_depth(text: str) -> None:
+    """Walk the parser's events (no recursion) before anything composes a tree recursively."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SlaError(_too_deep())
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _too_deep() -> str:
+    return f"the document nests deeper than {MAX_DEPTH} levels; an SLA needs 3 at most"
+
+
 def _reject_shared_nodes(data: Any) -> None:
     """Aliases make the loader reuse one container object; seeing one twice means an alias."""
     seen: set[int] = set()
-    stack = [data]
+    stack = [(data, 0)]
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
         if not isinstance(node, dict | list):
             continue
+        if depth >= MAX_DEPTH:
+            raise SlaError(_too_deep())
         if id(node) in seen:
             raise SlaError("YAML anchors and aliases (&, *) are not allowed in an SLA; write "
                            "the values out")
         seen.add(id(node))
         if len(seen) > MAX_NODES:
             raise SlaError(f"the document has more than {MAX_NODES} nested values")
-        stack.extend(node.values() if isinstance(node, dict) else node)
+        stack.extend((child, depth + 1) for child in (
+            node.values() if isinstance(node, dict) else node
+        ))
 
 
 def _one_line(error: yaml.YAMLError) -> str:

@@ -30,7 +30,8 @@ def resolve_commit(url: str, ref: str | None, *, timeout: float) -> str:
     if is_local(url) and not os.path.exists(location):
         raise GitRemoteError(f"repository {url} does not exist; check ml_repo_url")
     wanted = ref or "HEAD"
-    output = _ls_remote(location, wanted, timeout=timeout)
+    # `<ref>^{}` too: ls-remote lists an annotated tag's peeled commit only when asked.
+    output = _ls_remote(location, wanted, f"{wanted}^{{}}", timeout=timeout)
     refs = dict(_parse(output))
     for candidate in _candidates(wanted):
         if candidate in refs:
@@ -42,9 +43,9 @@ def resolve_commit(url: str, ref: str | None, *, timeout: float) -> str:
     )
 
 
-def _ls_remote(location: str, pattern: str, *, timeout: float) -> str:
+def _ls_remote(location: str, *patterns: str, timeout: float) -> str:
     env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true"}
-    command = ["git", *_SAFE_CONFIG, "ls-remote", "--", location, pattern]
+    command = ["git", *_SAFE_CONFIG, "ls-remote", "--", location, *patterns]
     try:
         output: str = Git().execute(
             command, env=env, kill_after_timeout=timeout, with_extended_output=False
