@@ -85,7 +85,7 @@ def main() -> None:
         files = sorted(desired.iterdir())
 
         def baseline() -> object:
-            return [yaml.load(p.read_text(), Loader=LOADER) for p in files]  # noqa: S506
+            return [yaml.load(p.read_text(), Loader=LOADER) for p in files]
 
         base = median_seconds(baseline, args.rounds)
         fresh_plan = ws.plan()
@@ -95,9 +95,13 @@ def main() -> None:
         assert all(item.action is Action.noop for item in ws.plan())
         steady = median_seconds(ws.plan, args.rounds)
     print(f"projects: {args.projects}, rounds: {args.rounds} (median), loader: {LOADER.__name__}")
-    print(f"baseline  yaml.load only           {base * 1000:8.1f} ms")
-    print(f"plan      nothing recorded (create) {fresh * 1000:8.1f} ms  ratio {fresh / base:5.2f}x")
-    print(f"plan      all recorded ready (noop) {steady * 1000:8.1f} ms  ratio {steady / base:5.2f}x")
+    rows = [
+        ("baseline  yaml.load only", base),
+        ("plan      nothing recorded (create)", fresh),
+        ("plan      all recorded ready (noop)", steady),
+    ]
+    for label, seconds in rows:
+        print(f"{label:<36}{seconds * 1000:8.1f} ms  ratio {seconds / base:5.2f}x")
 
 
 if __name__ == "__main__":
