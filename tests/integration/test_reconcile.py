@@ -25,6 +25,7 @@ from integration.harness import (
 )
 
 Publish = Callable[..., tuple[str, str]]
+MlFiles = Callable[..., dict[str, str]]
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +43,7 @@ def assert_no_builder_left() -> None:
 
 
 def test_new_project_becomes_ready_with_both_images_in_the_registry(
-    url_workspace: Workspace, registry: Any, publish: Publish, ml_files: Callable[..., dict]
+    url_workspace: Workspace, registry: Any, publish: Publish, ml_files: MlFiles
 ) -> None:
     url, commit = publish("alpha", ml_files(), via="git")
     assert url.startswith("git://")
@@ -73,7 +74,7 @@ def test_new_project_becomes_ready_with_both_images_in_the_registry(
 
 def test_a_second_apply_and_a_fresh_state_start_no_builder(
     url_workspace: Workspace, tmp_path: Path, registry: Any, base_image: str,
-    publish: Publish, ml_files: Callable[..., dict],
+    publish: Publish, ml_files: MlFiles,
 ) -> None:
     url, commit = publish("beta", ml_files())
     url_workspace.sla("beta.yaml", sla_text(url))
@@ -97,7 +98,7 @@ def test_a_second_apply_and_a_fresh_state_start_no_builder(
 
 
 def test_two_projects_in_one_pass(
-    url_workspace: Workspace, registry: Any, publish: Publish, ml_files: Callable[..., dict]
+    url_workspace: Workspace, registry: Any, publish: Publish, ml_files: MlFiles
 ) -> None:
     for name in ("gamma", "delta"):
         url, _ = publish(name, ml_files(marker=name))
@@ -115,7 +116,7 @@ def test_two_projects_in_one_pass(
 
 
 def test_local_registry_mode_keeps_images_in_the_engine(
-    tmp_path: Path, base_image: str, publish: Publish, ml_files: Callable[..., dict]
+    tmp_path: Path, base_image: str, publish: Publish, ml_files: MlFiles
 ) -> None:
     ws = Workspace(tmp_path / "ws", "local", base_image)
     url, commit = publish("epsilon", ml_files(marker="local-mode"))
@@ -134,7 +135,7 @@ def test_local_registry_mode_keeps_images_in_the_engine(
 
 
 def test_apply_without_wait_leaves_the_builder_and_the_next_pass_harvests_it_once(
-    url_workspace: Workspace, publish: Publish, ml_files: Callable[..., dict]
+    url_workspace: Workspace, publish: Publish, ml_files: MlFiles
 ) -> None:
     url, _ = publish("zeta", ml_files(marker="adopt"))
     url_workspace.sla("zeta.yaml", sla_text(url))
@@ -152,7 +153,7 @@ def test_apply_without_wait_leaves_the_builder_and_the_next_pass_harvests_it_onc
 
 def test_no_image_builder_host_fails_the_project_and_starts_nothing(
     tmp_path: Path, registry: Any, base_image: str, publish: Publish,
-    ml_files: Callable[..., dict],
+    ml_files: MlFiles,
 ) -> None:
     hosts = [{"name": "plain", "docker_host": "unix:///var/run/docker.sock", "addons": []}]
     ws = Workspace(tmp_path / "ws", registry.url, base_image, hosts=hosts)

@@ -80,7 +80,8 @@ JSON_VALUES = st.recursive(
     ),
     max_leaves=12,
 )
-LOADERS = [yaml.SafeLoader, yaml.CSafeLoader]  # pure Python, and libyaml (what go-yaml ports)
+# pure Python, and libyaml (what go-yaml ports)
+LOADERS: list[Any] = [yaml.SafeLoader, yaml.CSafeLoader]
 
 
 def shape(node: Any) -> Any:

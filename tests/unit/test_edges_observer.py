@@ -150,10 +150,10 @@ def test_concurrent_writers_never_interleave_inside_a_line(tmp_path: Path) -> No
     for index in range(0, len(lines), 4):
         match = LINE.match(lines[index])
         assert match, lines[index][:80]
-        thread, event = match["stage"], match["message"].split(" ", 1)[0]
+        author, event = match["stage"], match["message"].split(" ", 1)[0]
         assert match["message"] == f"{event} {filler}"
         assert lines[index + 1 : index + 4] == [
-            f"{DETAIL_INDENT}{thread} {event} d{n} {filler}" for n in range(3)
+            f"{DETAIL_INDENT}{author} {event} d{n} {filler}" for n in range(3)
         ]
-        seen.add((thread, event))
+        seen.add((author, event))
     assert len(seen) == threads_count * events_each

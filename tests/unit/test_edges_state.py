@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.core.project import BuildRecord, Phase, ProjectRecord
-from reconciler.edges import state as state_module
 from reconciler.edges.state import LockHeld, StateStore, atomic_write, checked_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +112,7 @@ def test_a_crash_before_the_rename_keeps_the_previous_record(
     def crash(source: str, target: str) -> None:
         raise OSError("simulated crash")
 
-    monkeypatch.setattr(state_module.os, "replace", crash)
+    monkeypatch.setattr("reconciler.edges.state.os.replace", crash)
     with pytest.raises(OSError, match="simulated crash"):
         store.save(record(phase=Phase.ready, build=None))
     monkeypatch.undo()
