@@ -26,6 +26,9 @@ SUFFIXES = (".yaml", ".yml", ".json")
 MAX_BYTES = 256 * 1024
 MAX_NODES = 10_000
 MAX_DEPTH = 32  # an SLA nests 3 levels deep
+# Below this size, with few brackets, a document cannot nest deep enough to hurt the parser,
+# so the event pre-scan (a second parse) is only paid for large or bracket-heavy files.
+SMALL_DOCUMENT = 8 * 1024
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _UNSAFE_NAME = re.compile(r"[^a-z0-9_-]+")
 
@@ -108,8 +111,11 @@ def read_document(path: Path) -> Any:
         _reject_shared_nodes(data)
         return data
     try:
-        _check_depth(text)
+        if len(text) > SMALL_DOCUMENT or text.count("[") + text.count("{") > MAX_DEPTH:
+            _check_depth(text)
         data = yaml.load(text, Loader=_Loader)
+    except RecursionError:
+        raise SlaError(_too_deep()) from None
     except yaml.YAMLError as error:
         raise SlaError(f"malformed YAML: {_one_line(error)}; fix the syntax") from None
     _reject_shared_nodes(data)

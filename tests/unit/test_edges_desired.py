@@ -249,7 +249,9 @@ def test_absurd_nesting_is_rejected_instead_of_crashing(tmp_path: Path, suffix: 
     depth = 100_000
     path = write(tmp_path, f"deep{suffix}", "[" * depth + "]" * depth)
     assert path.stat().st_size <= MAX_BYTES
-    assert "nests deeper than" in invalid(path).error
+    error = invalid(path).error
+    # Our own depth check, or libyaml's (newer libyaml refuses > 1000 levels while scanning).
+    assert "nests deeper than" in error or "exceeded maximum nesting depth" in error, error
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
