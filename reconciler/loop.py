@@ -280,7 +280,7 @@ class Pass:
         try:
             builder = self.backend.find(host, build.name) if host else None
             if builder is None or host is None:
-                return self._finish(record, None, "builder", "infrastructure: the builder "
+                return self._finish(record, "builder", "infrastructure: the builder "
                                     f"{build.name} disappeared before reporting; it is rebuilt "
                                     "on the next pass")
             if not follow and self.backend.exit_code(builder) is None:
@@ -334,8 +334,7 @@ class Pass:
         self._take_down(name, build, "its result is recorded")
         return final
 
-    def _finish(self, record: ProjectRecord, builder: Builder | None, stage: str,
-                error: str) -> ProjectRecord:
+    def _finish(self, record: ProjectRecord, stage: str, error: str) -> ProjectRecord:
         self.log.error(record.project, stage, error)
         final = record.model_copy(update={
             "phase": Phase.failed, "error": error, "build": None, "updated_at": utc_now_iso()})

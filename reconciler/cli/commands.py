@@ -188,6 +188,7 @@ def _report_review(repo_dir: Path, as_json: bool) -> int:
             "python": review.plan.python_pin if review.plan else None,
             "requirements": review.plan.requirements if review.plan else {},
             "repairs": review.plan.repairs if review.plan else [],
+            "warnings": review.plan.warnings if review.plan else [],
         })
     else:
         for problem in review.problems:
@@ -195,6 +196,8 @@ def _report_review(repo_dir: Path, as_json: bool) -> int:
         if review.plan:
             for repair in review.plan.repairs:
                 print(f"repair   {repair}")
+            for warning in review.plan.warnings:
+                print(f"warning  {warning}")
             for role, lines in sorted(review.plan.requirements.items()):
                 print(f"{role:<9}{', '.join(lines) or '(no extra packages)'}")
         print("ok" if review.ok else f"{len(review.problems)} problem(s)")

@@ -1,0 +1,111 @@
+"""The command line without Docker: exit codes and output of validate, plan, status, logs,
+check-repo, and the state lock, run as a user runs them (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import flops_ml_repo_files, make_ml_repo
+
+from reconciler.edges.state import StateStore
+
+VALID = "ml_repo_url: https://example.org/owner/repo.git\nml_model_flavor: sklearn\n"
+
+
+def reconciler(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "reconciler.toml"
+    if not config.exists():
+        config.write_text('registry = "local"\n')
+    command = [
+        sys.executable, "-m", "reconciler", "--desired", str(tmp_path / "desired"),
+        "--state", str(tmp_path / "state"), "--config", str(config), *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def desired(tmp_path: Path) -> Path:
+    path = tmp_path / "desired"
+    path.mkdir()
+    return path
+
+
+def test_validate_exit_codes_name_the_file_and_key(tmp_path: Path, desired: Path) -> None:
+    (desired / "good.yaml").write_text(VALID)
+    assert reconciler(tmp_path, "validate").returncode == 0
+    (desired / "bad.yaml").write_text(VALID + "training_configuraton: {}\n")
+    result = reconciler(tmp_path, "validate")
+    assert result.returncode == 1
+    assert "bad.yaml" in result.stdout and "training_configuration" in result.stdout
+    only_good = reconciler(tmp_path, "validate", str(desired / "good.yaml"))
+    assert only_good.returncode == 0
+
+
+def test_plan_exit_codes_and_json(tmp_path: Path, desired: Path) -> None:
+    assert reconciler(tmp_path, "plan").returncode == 0  # nothing desired, nothing recorded
+    (desired / "alpha.yaml").write_text(VALID)
+    result = reconciler(tmp_path, "plan", "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == [
+        {"project": "alpha", "action": "create",
+         "reason": "new project: resolve the ref, then build or adopt"}
+    ]
+    assert not (tmp_path / "state" / "projects").exists()  # plan has no side effects
+
+
+def test_a_broken_configuration_is_exit_2_with_one_line(tmp_path: Path, desired: Path) -> None:
+    (tmp_path / "reconciler.toml").write_text('registry = "ftp://nowhere"\n')
+    result = reconciler(tmp_path, "plan")
+    assert result.returncode == 2
+    assert "registry" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_logs_of_an_unknown_project_is_exit_1(tmp_path: Path, desired: Path) -> None:
+    result = reconciler(tmp_path, "logs", "nobody")
+    assert result.returncode == 1
+    assert "nobody" in result.stderr
+
+
+def test_status_json_has_the_contract_fields_for_an_invalid_project(
+    tmp_path: Path, desired: Path
+) -> None:
+    (desired / "broken.yaml").write_text("ml_model_flavor: sklearn\n")
+    applied = reconciler(tmp_path, "apply")
+    assert applied.returncode == 1
+    (row,) = json.loads(reconciler(tmp_path, "status", "--json").stdout)
+    assert set(row) >= {"project", "phase", "commit", "images", "error", "observer_log",
+                        "sla_file"}
+    assert row["phase"] == "invalid" and "ml_repo_url" in row["error"]
+    assert Path(row["observer_log"]).read_text().count(" ERROR validate ") == 1
+    logs = reconciler(tmp_path, "logs", "broken")
+    assert logs.returncode == 0 and "ml_repo_url" in logs.stdout
+
+
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path: Path, desired: Path) -> None:
+    store = StateStore(tmp_path / "state")
+    with store.lock("test holder"):
+        result = reconciler(tmp_path, "apply")
+    assert result.returncode == 2
+    assert "in use by" in result.stderr and "test holder" in result.stderr
+
+
+def test_check_repo_on_a_good_and_a_broken_repository(tmp_path: Path) -> None:
+    good = make_ml_repo(tmp_path, "good", flops_ml_repo_files(extra_deps=["mlflow==2.9.2"]))
+    result = reconciler(tmp_path, "check-repo", str(good), "--json")
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["ok"] is True
+    assert not any("mlflow" in line for line in verdict["requirements"]["learner"])
+    assert any("mlflow" in line for line in verdict["requirements"]["aggregator"])
+    assert any("mlflow" in repair for repair in verdict["repairs"])
+
+    files = flops_ml_repo_files()
+    files["model_manager.py"] = files["model_manager.py"].replace("def fit_model", "def fit")
+    broken = make_ml_repo(tmp_path, "broken", files)
+    result = reconciler(tmp_path, "check-repo", str(broken), "--ref", "main")
+    assert result.returncode == 1
+    assert "fit_model" in result.stdout
