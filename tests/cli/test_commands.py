@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from support import flops_ml_repo_files, make_ml_repo
 
+from reconciler.core.project import DesiredProject, Phase, ProjectRecord
+from reconciler.edges.desired import load_file
 from reconciler.edges.state import StateStore
 
 VALID = "ml_repo_url: https://example.org/owner/repo.git\nml_model_flavor: sklearn\n"
@@ -109,3 +111,30 @@ def test_check_repo_on_a_good_and_a_broken_repository(tmp_path: Path) -> None:
     result = reconciler(tmp_path, "check-repo", str(broken), "--ref", "main")
     assert result.returncode == 1
     assert "fit_model" in result.stdout
+
+
+def test_a_pass_over_ready_projects_touches_no_engine_registry_or_remote(
+    tmp_path: Path, desired: Path
+) -> None:
+    # Every outside endpoint is dead: any Docker, registry or git call would fail the pass.
+    (tmp_path / "reconciler.toml").write_text(
+        'registry = "http://127.0.0.1:9"\nregistry_timeout = "1s"\n'
+        '[[hosts]]\nname = "dead"\ndocker_host = "unix:///nonexistent/docker.sock"\n'
+        'addons = ["image-builder"]\n'
+    )
+    store = StateStore(tmp_path / "state")
+    for index in range(20):
+        sla = desired / f"p{index}.yaml"
+        sla.write_text(f"ml_repo_url: https://unreachable.invalid/o/r{index}.git\n"
+                       "ml_model_flavor: sklearn\n")
+        project = load_file(sla, allow_file_repos=False)
+        assert isinstance(project, DesiredProject)
+        store.save(ProjectRecord(
+            project=project.name, phase=Phase.ready, sla_file=project.sla_file,
+            sla=project.sla_dump, sla_digest=project.sla_digest,
+            image_digest=project.image_digest, commit="a" * 40,
+        ))
+    result = reconciler(tmp_path, "apply", "--json")
+    assert result.returncode == 0, result.stderr
+    assert {row["phase"] for row in json.loads(result.stdout)} == {"ready"}
+    assert not (tmp_path / "state" / "observers").exists()  # nothing happened, nothing logged
