@@ -62,7 +62,9 @@ class Progress:
 
     def __call__(self, project: str, stage: str) -> None:
         with self._lock:
-            self._stages[project] = (stage, time.monotonic())
+            # Elapsed time counts from the project's first report in this pass.
+            since = self._stages.get(project, (stage, time.monotonic()))[1]
+            self._stages[project] = (stage, since)
             if self._view is not None:
                 self._view.update(self._table())
             elif not self.live:
