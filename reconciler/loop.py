@@ -206,7 +206,6 @@ class Pass:
                 recorded[want.name] = self._start(want, record, commit)
                 running += recorded[want.name].phase is Phase.building
             return
-        queue = deque(to_build)
         for want, _, _ in to_build:
             self.report(want.name, "queued for a build slot")
 
@@ -222,7 +221,7 @@ class Pass:
 
         with ThreadPoolExecutor(max_workers=self.config.max_concurrent_builds) as pool:
             futures = [pool.submit(follow, r) for r in to_follow]
-            futures += [pool.submit(build, queue.popleft()) for _ in range(len(queue))]
+            futures += [pool.submit(build, job) for job in to_build]
             for future in futures:
                 future.result()
 

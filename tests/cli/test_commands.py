@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
-from support import flops_ml_repo_files, make_ml_repo
+from support import flops_ml_repo_files, make_ml_repo, wait_until
 
 from reconciler.core.project import DesiredProject, Phase, ProjectRecord
 from reconciler.edges.desired import load_file
+from reconciler.edges.observer import ObserverLog
 from reconciler.edges.state import StateStore
 
 VALID = "ml_repo_url: https://example.org/owner/repo.git\nml_model_flavor: sklearn\n"
@@ -138,3 +140,25 @@ def test_a_pass_over_ready_projects_touches_no_engine_registry_or_remote(
     assert result.returncode == 0, result.stderr
     assert {row["phase"] for row in json.loads(result.stdout)} == {"ready"}
     assert not (tmp_path / "state" / "observers").exists()  # nothing happened, nothing logged
+
+
+def test_logs_follow_prints_lines_as_they_are_appended(tmp_path: Path, desired: Path) -> None:
+    log = ObserverLog(StateStore(tmp_path / "state").observer_path)
+    log.info("alpha", "plan", "first line")
+    command = [sys.executable, "-m", "reconciler", "--state", str(tmp_path / "state"),
+               "logs", "alpha", "--follow"]
+    follower = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    output = follower.stdout
+    assert output is not None
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(output.readline, "")))
+    reader.start()
+    try:
+        wait_until(lambda: any("first line" in line for line in seen), timeout=20)
+        log.warn("alpha", "build", "second line")
+        wait_until(lambda: any("second line" in line for line in seen), timeout=20)
+    finally:
+        follower.terminate()
+        follower.wait(timeout=20)
+        reader.join(timeout=20)
+    assert [line.split(" ", 2)[1] for line in seen] == ["INFO", "WARN"]
