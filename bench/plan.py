@@ -53,7 +53,7 @@ def write_slas(directory: Path, count: int) -> None:
 
 
 def record_all_ready(ws: Workspace) -> None:
-    desired, _ = ws.load()
+    desired = ws.load_desired()
     for project in desired.values():
         assert isinstance(project, DesiredProject)
         ws.store.save(ProjectRecord(

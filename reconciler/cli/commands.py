@@ -7,6 +7,7 @@ the ones that write (apply, watch), and map results to the exit codes of DESIGN 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -28,8 +29,8 @@ from reconciler.edges.builder_image import ensure_builder_image
 from reconciler.edges.desired import load_file, sla_files
 from reconciler.edges.git_remote import GitRemoteError, resolve_commit
 from reconciler.edges.settings import config_path, load_config, template_dirs
-from reconciler.edges.state import StateStore
-from reconciler.loop import Pass, Workspace
+from reconciler.edges.state import StateStore, checked_key
+from reconciler.loop import Controller, Workspace
 
 OK, PROBLEMS, ERROR = 0, 1, 2
 
@@ -75,11 +76,8 @@ def apply(args: argparse.Namespace) -> int:
     ws = workspace(args)
     with ws.store.lock("reconciler apply"):
         progress = Progress(sys.stderr if args.json else sys.stdout)
-        if args.wait:
-            with progress:
-                records = Pass(ws, report=progress).run(wait=True)
-        else:
-            records = Pass(ws, report=progress).run(wait=False)
+        with progress if args.wait else contextlib.nullcontext():
+            records = Controller(ws, report=progress).apply(wait=args.wait)
     rows = [status_row(r, ws.store) for _, r in sorted(records.items())]
     if args.json:
         dump_json(rows)
@@ -98,24 +96,39 @@ def apply_exit_code(records: list[ProjectRecord]) -> int:
 def watch(args: argparse.Namespace) -> int:
     ws = workspace(args)
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    ws.desired_dir.mkdir(parents=True, exist_ok=True)
-    resync_ms = int(ws.config.resync_interval * 1000)
     with ws.store.lock("reconciler watch"):
-        print(f"watching {ws.desired_dir} (resync every {ws.config.resync_interval:g}s)")
-        Pass(ws, report=Progress()).run(wait=False)
-        for _ in watchfiles.watch(
-            ws.desired_dir, stop_event=stop, rust_timeout=resync_ms, yield_on_timeout=True,
-            debounce=200, raise_interrupt=False,
-        ):
-            Pass(ws, report=Progress()).run(wait=False)
-    print("stopped")
+        controller = Controller(ws, report=Progress(sys.stdout))
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+            controller.wake.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        print(f"watching {ws.desired_dir} (resync every {ws.config.resync_interval:g}s)",
+              flush=True)
+        controller.watch(stop)
+    print("stopped; running builders are adopted by the next start", flush=True)
     return OK
+
+
+def retry(args: argparse.Namespace) -> int:
+    ws = workspace(args)
+    record = ws.store.load(args.project) if _safe(args.project) else None
+    if record is None:
+        print(f"reconciler: unknown project {args.project!r}", file=sys.stderr)
+        return PROBLEMS
+    ws.request_retry(args.project)
+    print(f"{args.project}: re-armed; the next pass (apply, or a running watch) builds it again")
+    return OK
+
+
+def _safe(project: str) -> bool:
+    try:
+        checked_key(project)
+    except ValueError:
+        return False
+    return True
 
 
 def status(args: argparse.Namespace) -> int:

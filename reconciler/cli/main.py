@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("watch", help="reconcile on every change, plus a periodic resync")
 
+    retry = sub.add_parser("retry", help="re-arm a project whose retries are exhausted")
+    retry.add_argument("project")
+
     status = sub.add_parser("status", help="one row per project")
     status.add_argument("project", nargs="?")
     status.add_argument("--json", action="store_true")
@@ -77,6 +80,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "plan": commands.plan,
     "apply": commands.apply,
     "watch": commands.watch,
+    "retry": commands.retry,
     "status": commands.status,
     "logs": commands.logs,
     "check-repo": commands.check_repo,

@@ -83,6 +83,9 @@ class Config(_Section):
     resync_interval: Duration = 60.0
     registry_timeout: Duration = 10.0
     git_timeout: Duration = 30.0
+    retry_base: Duration = 10.0  # first retry after a failed build; doubles each attempt
+    retry_cap: Duration = 600.0  # the longest wait between two attempts
+    max_attempts: int = Field(5, ge=1)  # then the project stays failed: "retries exhausted"
     builder: BuilderConfig = BuilderConfig()
     images: ImagesConfig = ImagesConfig()
     hosts: tuple[HostConfig, ...] = Field(default_factory=_default_hosts)

@@ -8,6 +8,7 @@ cost; only `create` and `build` lead the pass to observe the outside world.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -29,23 +30,34 @@ class PlanItem:
     project: str
     action: Action
     reason: str
+    hold: bool = False  # the action is due but waits: a retry backoff or exhausted retries
 
-    def as_json(self) -> dict[str, str]:
-        return {"project": self.project, "action": self.action.value, "reason": self.reason}
+    def as_json(self) -> dict[str, str | bool]:
+        return {
+            "project": self.project,
+            "action": self.action.value,
+            "reason": self.reason,
+            "hold": self.hold,
+        }
 
 
 def make_plan(
-    desired: dict[str, Desired], recorded: dict[str, ProjectRecord]
+    desired: dict[str, Desired],
+    recorded: dict[str, ProjectRecord],
+    now: datetime | None = None,
 ) -> list[PlanItem]:
+    now = now or datetime.now(UTC)
     names = sorted(desired.keys() | recorded.keys())
-    return [_plan_one(name, desired.get(name), recorded.get(name)) for name in names]
+    return [_plan_one(name, desired.get(name), recorded.get(name), now) for name in names]
 
 
 def in_sync(plan: list[PlanItem]) -> bool:
     return all(item.action is Action.noop for item in plan)
 
 
-def _plan_one(name: str, want: Desired | None, have: ProjectRecord | None) -> PlanItem:
+def _plan_one(
+    name: str, want: Desired | None, have: ProjectRecord | None, now: datetime
+) -> PlanItem:
     if want is None:
         assert have is not None
         return PlanItem(name, Action.delete, f"SLA file {have.sla_file} was removed")
@@ -66,13 +78,33 @@ def _plan_one(name: str, want: Desired | None, have: ProjectRecord | None) -> Pl
             f"{have.build.started_at}: follow it and record its result",
         )
     if have.phase is Phase.failed:
-        return PlanItem(name, Action.build, f"retry: the last attempt failed: {have.error}")
+        return _retry(name, have, now)
     if have.phase is Phase.pending:
         return PlanItem(name, Action.build, "pending: no build has started yet")
     if have.sla_digest != want.sla_digest:
         changed = _changed_keys(have.sla or {}, want.sla_dump, only=None)
         return PlanItem(name, Action.update, f"{changed} changed; the images stay as they are")
     return PlanItem(name, Action.noop, f"ready at {have.commit}")
+
+
+def _retry(name: str, have: ProjectRecord, now: datetime) -> PlanItem:
+    if have.exhausted:
+        return PlanItem(
+            name,
+            Action.build,
+            f"retries exhausted after {have.attempts} attempts ({have.error}); change the "
+            f"image inputs or run `reconciler retry {name}`",
+            hold=True,
+        )
+    if have.retry_at is not None and datetime.fromisoformat(have.retry_at) > now:
+        return PlanItem(
+            name,
+            Action.build,
+            f"attempt {have.attempts + 1} waits until {have.retry_at}; the last one failed: "
+            f"{have.error}",
+            hold=True,
+        )
+    return PlanItem(name, Action.build, f"retry: the last attempt failed: {have.error}")
 
 
 def _changed_keys(

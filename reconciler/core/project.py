@@ -72,6 +72,8 @@ class BuildRecord(BaseModel):
     images: dict[str, str]
     started_at: str
     events_logged: int = 0
+    # The project whose pass started the builder; others with the same key share it.
+    leader: str | None = None
 
 
 class ProjectRecord(BaseModel):
@@ -91,3 +93,7 @@ class ProjectRecord(BaseModel):
     error: str | None = None
     build: BuildRecord | None = None
     updated_at: str | None = None
+    attempts: int = 0  # failed builds since the image inputs last changed or a re-arm
+    retry_at: str | None = None  # no new attempt before this time (ISO-8601 UTC)
+    exhausted: bool = False  # attempts reached max_attempts: wait for a change or a re-arm
+    served_by: str | None = None  # the build key whose images this project uses

@@ -36,6 +36,14 @@ class Builder:
 class Output:
     stream: str  # "stdout" or "stderr"
     line: str
+    at: str  # when Docker received the line, ISO-8601 UTC with milliseconds
+
+
+def _output(stream: str, raw: bytes) -> Output:
+    """``2026-11-28T01:56:29.88234Z text`` (``docker logs --timestamps``) as an Output."""
+    stamp, _, text = raw.decode("utf-8", "replace").partition(" ")
+    seconds, _, fraction = stamp.rstrip("Z").partition(".")
+    return Output(stream, text, f"{seconds}.{(fraction + '000')[:3]}Z")
 
 
 class ComposeBackend:
@@ -77,18 +85,18 @@ class ComposeBackend:
         pending = {"stdout": b"", "stderr": b""}
         try:
             chunks: Iterator[tuple[str, bytes]] = docker.container.logs(  # type: ignore[assignment]
-                builder.container_id, follow=follow, stream=True
+                builder.container_id, follow=follow, stream=True, timestamps=True
             )
             for stream, chunk in chunks:
                 pending[stream] += chunk
                 *complete, pending[stream] = pending[stream].split(b"\n")
                 for raw in complete:
-                    yield Output(stream, raw.decode("utf-8", "replace"))
+                    yield _output(stream, raw)
         except DockerException as error:
             raise BackendError(f"cannot read the builder's output: {_tail(error)}") from None
         for stream, rest in pending.items():
             if rest:
-                yield Output(stream, rest.decode("utf-8", "replace"))
+                yield _output(stream, rest)
 
     def exit_code(self, builder: Builder) -> int | None:
         """The exit status once the builder has stopped; None while it runs."""

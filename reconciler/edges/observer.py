@@ -45,8 +45,10 @@ class ObserverLog:
         stage: str,
         message: str,
         details: Iterable[str] = (),
+        at: str | None = None,
     ) -> None:
-        text = format_event(self._clock(), level, stage, message, details)
+        """Append one event; ``at`` replaces the clock (builder events carry their own time)."""
+        text = format_event(at or self._clock(), level, stage, message, details)
         path = self._path_for(project)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -54,6 +56,20 @@ class ObserverLog:
             os.write(fd, text.encode("utf-8", "replace"))
         finally:
             os.close(fd)
+
+    def ends_with(self, project: str, text: str) -> bool:
+        """Whether the log's last bytes are exactly ``text`` (an event written just before)."""
+        data = text.encode("utf-8", "replace")
+        try:
+            with self._path_for(project).open("rb") as stream:
+                stream.seek(0, os.SEEK_END)
+                size = stream.tell()
+                if size < len(data):
+                    return False
+                stream.seek(size - len(data))
+                return stream.read() == data
+        except FileNotFoundError:
+            return False
 
     def info(self, project: str, stage: str, message: str) -> None:
         self.write(project, "INFO", stage, message)

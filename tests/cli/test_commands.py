@@ -56,7 +56,7 @@ def test_plan_exit_codes_and_json(tmp_path: Path, desired: Path) -> None:
     assert result.returncode == 1
     assert json.loads(result.stdout) == [
         {"project": "alpha", "action": "create",
-         "reason": "new project: resolve the ref, then build or adopt"}
+         "reason": "new project: resolve the ref, then build or adopt", "hold": False}
     ]
     assert not (tmp_path / "state" / "projects").exists()  # plan has no side effects
 

@@ -221,4 +221,6 @@ def test_the_plan_covers_every_project_once_sorted_by_name() -> None:
 
 def test_plan_items_as_json() -> None:
     item = PlanItem("demo", Action.update, "verbose changed")
-    assert item.as_json() == {"project": "demo", "action": "update", "reason": "verbose changed"}
+    assert item.as_json() == {
+        "project": "demo", "action": "update", "reason": "verbose changed", "hold": False
+    }

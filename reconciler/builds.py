@@ -1,0 +1,335 @@
+"""Builders in flight: start one, follow its output into the observer logs, record its result.
+
+Decision: a builder serves every project whose record names it (projects with identical image
+inputs share one build), and each project keeps its own cursor of builder events already in
+its log. Events are written with Docker's own timestamp for the output line, so an event's
+log text is the same however often it is rendered; after a crash the one event that may have
+been written without its cursor being saved is recognised at the log's end and not repeated.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from jinja2 import Environment
+
+from reconciler.builder.protocol import decode
+from reconciler.core.build_request import builder_spec
+from reconciler.core.config import Config, HostConfig
+from reconciler.core.events import LogLine, Outcome, event_lines, no_result_outcome, outcome_of
+from reconciler.core.project import BuildRecord, DesiredProject, Phase, ProjectRecord
+from reconciler.core.render import render_compose
+from reconciler.core.retry import counts_as_attempt, retry_time
+from reconciler.edges.builder_image import BuilderImageError, ensure_builder_image
+from reconciler.edges.clock import utc_now_iso
+from reconciler.edges.compose_backend import BackendError, Builder, ComposeBackend
+from reconciler.edges.observer import format_event
+from reconciler.records import RecordBook
+
+Report = Callable[[str, str], None]
+NO_HOST = (
+    'no image-builder host: no [[hosts]] entry has addons = ["image-builder"]; '
+    "add the addon to a host in the configuration"
+)
+
+
+@dataclass
+class Outages:
+    """Endpoints that are down, so each outage is reported once, not once per pass."""
+
+    down: dict[str, str]
+
+    def failed(self, endpoint: str, error: str) -> bool:
+        """Record a failure; True when it starts a new outage (the caller reports it)."""
+        new = endpoint not in self.down
+        self.down[endpoint] = error
+        if new:
+            print(f"reconciler: {endpoint} is unavailable: {error}", file=sys.stderr)
+        return new
+
+    def recovered(self, endpoint: str) -> None:
+        if self.down.pop(endpoint, None) is not None:
+            print(f"reconciler: {endpoint} is available again", file=sys.stderr)
+
+
+class BuildRunner:
+    def __init__(
+        self,
+        config: Config,
+        book: RecordBook,
+        env: Environment,
+        template_dirs: list[Path],
+        report: Report,
+        on_finished: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self.book = book
+        self.env = env
+        self.template_dirs = template_dirs
+        self.report = report
+        self.on_finished = on_finished
+        self.backend = ComposeBackend(config.image_builder_hosts(), book.store.build_dir)
+        self.outages = Outages({})
+        self._followers: dict[str, threading.Thread] = {}
+        self._builder_images: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- starting -----------------------------------------------------------------------------
+
+    def running_builders(self) -> set[str]:
+        return {r.build.name for r in self.book.matching(lambda r: r.build is not None)
+                if r.build is not None}
+
+    def start(self, leader: DesiredProject, riders: list[DesiredProject], commit: str) -> None:
+        """Start one builder for ``leader``; ``riders`` have the same build key and share it."""
+        projects = [leader, *riders]
+        hosts = self.config.image_builder_hosts()
+        if not hosts:
+            self._fail_all(projects, "deploy", f"infrastructure: {NO_HOST}")
+            return
+        host = hosts[0]
+        self.report(leader.name, f"preparing builder image on {host.name}")
+        try:
+            self._ensure_builder_image(host)
+        except BuilderImageError as error:
+            self._fail_all(projects, "deploy", f"infrastructure: {error}")
+            return
+        spec = builder_spec(leader, commit, self.config, host, self.env)
+        build = BuildRecord(
+            key=spec.build_key, name=spec.name, host=host.name, commit=commit,
+            images=spec.request["images"], started_at=utc_now_iso(), leader=leader.name,
+        )
+        for project in projects:
+            self.book.change(project.name, phase=Phase.building, build=build,
+                             served_by=build.key, error=None)
+            if project is not leader:
+                self.book.log.info(project.name, "deploy", f"shares build {build.key} "
+                                   f"(builder {build.name}, started for {leader.name})")
+        self.report(leader.name, f"starting builder on {host.name}")
+        try:
+            if self.backend.find(host, spec.name) is None:
+                self.backend.deploy(host, spec.name, render_compose(self.env, spec))
+                self.book.log.info(leader.name, "deploy",
+                                   f"builder {spec.name} started on host {host.name}")
+            else:  # a builder of this key exists already (a crash after deploy): adopt it
+                self.book.log.info(leader.name, "deploy", f"adopted running builder {spec.name}")
+            self.outages.recovered(f"Docker host {host.name}")
+        except BackendError as error:
+            self.outages.failed(f"Docker host {host.name}", str(error))
+            self._fail_all(projects, "deploy", f"infrastructure: {error}")
+
+    def join(self, project: DesiredProject, build: BuildRecord) -> None:
+        """Let ``project`` share a builder that is already running for the same key."""
+        self.book.change(project.name, phase=Phase.building,
+                         build=build.model_copy(update={"events_logged": 0}),
+                         served_by=build.key, error=None)
+        self.book.log.info(project.name, "deploy", f"shares build {build.key} (builder "
+                           f"{build.name}, started for {build.leader or 'another project'})")
+
+    def _ensure_builder_image(self, host: HostConfig) -> None:
+        with self._lock:
+            if host.name in self._builder_images:
+                return
+            if ensure_builder_image(host.docker_host, self.config.builder.image,
+                                    self.config.builder.base_image, self.template_dirs,
+                                    force=False):
+                print(f"built builder image {self.config.builder.image} on {host.name}")
+            self._builder_images.add(host.name)
+
+    # -- following ----------------------------------------------------------------------------
+
+    def follow_all(self, *, background: bool) -> None:
+        """Follow every recorded builder: in threads (watch, apply --wait), or, without
+        ``background``, harvest only the builders that have already exited."""
+        for name in sorted(self.running_builders()):
+            if background:
+                with self._lock:
+                    thread = self._followers.get(name)
+                    if thread is not None and thread.is_alive():
+                        continue
+                    thread = threading.Thread(target=self._follow_guarded, args=(name,),
+                                              name=f"follow-{name}", daemon=True)
+                    self._followers[name] = thread
+                thread.start()
+            else:
+                self._follow(name, only_if_exited=True)
+
+    def following(self) -> bool:
+        with self._lock:
+            return any(t.is_alive() for t in self._followers.values())
+
+    def _follow_guarded(self, name: str) -> None:
+        try:
+            self._follow(name, only_if_exited=False)
+        finally:
+            self.on_finished()
+
+    def _follow(self, name: str, *, only_if_exited: bool) -> None:
+        subscribers = self.book.subscribers(name)
+        if not subscribers or subscribers[0].build is None:
+            return
+        build = subscribers[0].build
+        host = self.backend.host(build.host)
+        endpoint = f"Docker host {build.host}"
+        try:
+            builder = self.backend.find(host, name) if host else None
+            if builder is None:
+                self._restart(name, build)
+                return
+            if only_if_exited and self.backend.exit_code(builder) is None:
+                return
+            outcome = self._collect(name, builder, build)
+            self.outages.recovered(endpoint)
+        except BackendError as error:
+            if self.outages.failed(endpoint, str(error)):
+                for record in self.book.subscribers(name):
+                    self.book.log.warn(record.project, "builder",
+                                       f"cannot follow builder {name}: {error}")
+            return
+        self._record(name, outcome)
+        self.take_down(build, "its result is recorded")
+
+    def _collect(self, name: str, builder: Builder, build: BuildRecord) -> Outcome:
+        outcome: Outcome | None = None
+        noise: deque[str] = deque(maxlen=20)
+        index = 0
+        first_seen: set[str] = set()
+        for output in self.backend.output(builder, follow=True):
+            event = decode(output.line) if output.stream == "stdout" else None
+            if event is None:
+                if output.line.strip():
+                    noise.append(output.line)
+                continue
+            lines = event_lines(event)
+            for record in self.book.subscribers(name):
+                self._log_event(record, index, lines, output.at, first_seen)
+            if event.get("type") == "result":
+                outcome = outcome_of(event)
+            index += 1
+        exit_code = self.backend.wait(builder)
+        if outcome is not None:
+            return outcome
+        if _past(build.started_at, self.config.build_timeout):
+            return Outcome(ok=False, error=(
+                f"build: the builder ran longer than build_timeout "
+                f"({self.config.build_timeout:g}s) and was stopped; raise build_timeout or "
+                "make the build faster"))
+        return no_result_outcome(exit_code, list(noise))
+
+    def _log_event(self, record: ProjectRecord, index: int, lines: list[LogLine],
+                   at: str, first_seen: set[str]) -> None:
+        build = record.build
+        if build is None or index < build.events_logged:
+            return
+        text = "".join(format_event(at, line.level, line.stage, line.message, line.details)
+                       for line in lines)
+        # The first new event after a (re)start may have been written just before a crash.
+        resumed = record.project not in first_seen and index == build.events_logged
+        first_seen.add(record.project)
+        if not (resumed and index > 0 and self.book.log.ends_with(record.project, text)):
+            for line in lines:
+                self.book.write(record.project, line, at=at)
+            if lines and lines[0].message == "started":
+                self.report(record.project, lines[0].stage)
+        self.book.change(record.project,
+                         build=build.model_copy(update={"events_logged": index + 1}))
+
+    def _record(self, name: str, outcome: Outcome) -> None:
+        now = datetime.now(UTC)
+        for record in self.book.subscribers(name):
+            if outcome.ok:
+                final = record.model_copy(update={
+                    "phase": Phase.ready, "images": outcome.images or record.build.images
+                    if record.build else outcome.images,
+                    "digests": outcome.digests, "timings": outcome.timings,
+                    "repairs": list(outcome.repairs), "error": None, "build": None,
+                    "attempts": 0, "retry_at": None, "exhausted": False,
+                })
+                if record.build and record.build.leader not in (None, record.project):
+                    self.book.log.info(record.project, "result",
+                                       f"served by build {record.build.key}")
+            else:
+                final = failed_record(record, outcome.error or "build failed", now, self.config)
+                self.book.log.error(record.project, "result", _retry_note(final))
+            self.book.put(final)
+            self.report(record.project, final.phase.value)
+
+    def _restart(self, name: str, build: BuildRecord) -> None:
+        """The builder is gone before reporting (e.g. a crash before it started): queue
+        its projects again; the next pass starts a builder for them."""
+        for record in self.book.subscribers(name):
+            self.book.log.warn(record.project, "builder",
+                               f"builder {name} not found; the build is started again")
+            self.book.change(record.project, phase=Phase.pending, build=None)
+
+    # -- taking down ----------------------------------------------------------------------------
+
+    def take_down(self, build: BuildRecord, why: str, project: str | None = None) -> None:
+        project = project or build.leader or ""
+        host = self.backend.host(build.host)
+        if host is None:
+            self.book.log.warn(project, "cleanup", f"host {build.host} left the inventory; "
+                               f"remove builder {build.name} there by hand")
+            return
+        try:
+            self.backend.remove(host, build.name)
+        except BackendError as error:
+            self.book.log.warn(project, "cleanup", str(error))
+            return
+        self.book.log.info(project, "cleanup", f"builder {build.name} removed ({why})")
+
+    def stop_overdue(self) -> None:
+        """Take down builders that ran past build_timeout; their followers record why."""
+        for name in sorted(self.running_builders()):
+            subscribers = self.book.subscribers(name)
+            build = subscribers[0].build if subscribers else None
+            if build is not None and _past(build.started_at, self.config.build_timeout):
+                self.book.log.error(subscribers[0].project, "timeout",
+                                    f"builder {name} exceeded build_timeout "
+                                    f"({self.config.build_timeout:g}s); stopping it")
+                self.take_down(build, "build_timeout exceeded", subscribers[0].project)
+
+    def _fail_all(self, projects: list[DesiredProject], stage: str, error: str) -> None:
+        now = datetime.now(UTC)
+        for project in projects:
+            record = self.book.get(project.name)
+            if record is None:
+                continue
+            final = failed_record(record.model_copy(update={"build": None}), error, now,
+                                  self.config)
+            if record.error != error:
+                self.book.log.error(project.name, stage, error)
+            self.book.put(final)
+            self.report(project.name, "failed")
+
+
+def failed_record(record: ProjectRecord, error: str, now: datetime,
+                  config: Config) -> ProjectRecord:
+    """The record after a failure: attempts, backoff and exhaustion per the retry policy."""
+    attempts = record.attempts + (1 if counts_as_attempt(error) else 0)
+    exhausted = counts_as_attempt(error) and attempts >= config.max_attempts
+    retry_at = None if exhausted else retry_time(
+        now, max(attempts, 1), config.retry_base, config.retry_cap
+    ).isoformat(timespec="milliseconds")
+    return record.model_copy(update={
+        "phase": Phase.failed, "error": error, "build": None, "attempts": attempts,
+        "exhausted": exhausted, "retry_at": retry_at,
+    })
+
+
+def _retry_note(record: ProjectRecord) -> str:
+    if record.exhausted:
+        return (f"{record.error}; retries exhausted after {record.attempts} attempts: change "
+                f"the image inputs or run `reconciler retry {record.project}`")
+    return f"{record.error}; next attempt after {record.retry_at}"
+
+
+def _past(started_at: str, seconds: float) -> bool:
+    started = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
+    return (datetime.now(UTC) - started).total_seconds() > seconds
