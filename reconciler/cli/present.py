@@ -33,6 +33,10 @@ def status_row(record: ProjectRecord, store: StateStore) -> dict[str, Any]:
         "observer_log": str(store.observer_path(record.project)),
         "sla_file": record.sla_file,
         "builder": record.build.name if record.build else None,
+        "build_key": record.served_by,
+        "attempts": record.attempts,
+        "retry_at": record.retry_at,
+        "exhausted": record.exhausted,
         "updated_at": record.updated_at,
     }
 
