@@ -15,7 +15,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,8 +28,8 @@ from reconciler.core.project import Desired, DesiredProject, InvalidProject, Pha
 from reconciler.core.render import make_environment
 from reconciler.core.repo_url import COMMIT
 from reconciler.edges.compose_backend import BackendError
-from reconciler.edges.desired import load_desired
-from reconciler.edges.git_remote import GitRemoteError, resolve_commit
+from reconciler.edges.desired import FileCache, load_desired
+from reconciler.edges.git_remote import GitRemoteError, RemoteRefs, resolve_commit
 from reconciler.edges.registry import EngineImages, ImageStore, RegistryError, RegistryImages
 from reconciler.edges.state import StateStore, atomic_write
 from reconciler.edges.watcher import start_watching
@@ -51,9 +51,12 @@ class Workspace:
     desired_dir: Path
     store: StateStore
     template_dirs: list[Path]
+    files: FileCache = field(default_factory=FileCache)
 
     def load_desired(self) -> dict[str, Desired]:
-        return load_desired(self.desired_dir, allow_file_repos=self.config.allow_file_repos)
+        return load_desired(
+            self.desired_dir, allow_file_repos=self.config.allow_file_repos, cache=self.files
+        )
 
     def plan(self) -> list[PlanItem]:
         return make_plan(self.load_desired(), self.store.load_all())
@@ -242,22 +245,23 @@ class Controller:
 
     def _resync_refs(self, desired: dict[str, Desired]) -> None:
         """Re-resolve moving refs of ready projects; a new commit leads to a new build."""
-        answers: dict[tuple[str, str | None], str | None] = {}
-        for record in self.book.matching(lambda r: r.phase is Phase.ready):
-            want = desired.get(record.project)
-            if not isinstance(want, DesiredProject) or COMMIT.match(want.sla.ml_repo_ref or ""):
+        tracked = [
+            (record, want) for record in self.book.matching(lambda r: r.phase is Phase.ready)
+            if isinstance(want := desired.get(record.project), DesiredProject)
+            and not COMMIT.match(want.sla.ml_repo_ref or "")
+        ]
+        remotes = RemoteRefs(timeout=self.config.git_timeout)
+        remotes.prefetch({want.sla.ml_repo_url for _, want in tracked})
+        for record, want in tracked:
+            url = want.sla.ml_repo_url
+            try:
+                commit = remotes.resolve(url, want.sla.ml_repo_ref)
+                self.runner.outages.recovered(f"git remote {url}")
+            except GitRemoteError as error:
+                if self.runner.outages.failed(f"git remote {url}", str(error)):
+                    self.book.log.warn(record.project, "resync", str(error))
                 continue
-            source = (want.sla.ml_repo_url, want.sla.ml_repo_ref)
-            if source not in answers:
-                try:
-                    answers[source] = resolve_commit(*source, timeout=self.config.git_timeout)
-                    self.runner.outages.recovered(f"git remote {source[0]}")
-                except GitRemoteError as error:
-                    answers[source] = None
-                    if self.runner.outages.failed(f"git remote {source[0]}", str(error)):
-                        self.book.log.warn(record.project, "resync", str(error))
-            commit = answers[source]
-            if commit is not None and commit != record.commit:
+            if commit != record.commit:
                 self.book.log.info(record.project, "resync", f"{want.sla.ml_repo_ref or 'HEAD'}"
                                    f" moved from {record.commit} to {commit}")
                 self._stage2(want, record)

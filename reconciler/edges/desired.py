@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,51 @@ def sla_files(desired_dir: Path) -> list[Path]:
     )
 
 
-def load_desired(desired_dir: Path, *, allow_file_repos: bool) -> dict[str, Desired]:
-    projects: dict[str, Desired] = {}
-    for path in sla_files(desired_dir):
+class FileCache:
+    """Parsed SLA files keyed by their stat, so a pass over unchanged files parses nothing.
+
+    A file modified within the last few seconds is always read again: file systems with
+    coarse timestamps could otherwise hide a same-size edit made in the same tick.
+    """
+
+    TRUST_AFTER = 2.0  # seconds
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[tuple[int, int, int, int], Desired]] = {}
+
+    def load(self, path: Path, *, allow_file_repos: bool) -> Desired:
+        try:
+            info = path.stat()
+        except OSError:
+            return load_file(path, allow_file_repos=allow_file_repos)
+        key = (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
+        cached = self._entries.get(str(path))
+        if cached is not None and cached[0] == key:
+            return cached[1]
         project = load_file(path, allow_file_repos=allow_file_repos)
+        if time.time() - info.st_mtime > self.TRUST_AFTER:
+            self._entries[str(path)] = (key, project)
+        return project
+
+    def forget_missing(self, present: list[Path]) -> None:
+        keep = {str(p) for p in present}
+        for name in [n for n in self._entries if n not in keep]:
+            del self._entries[name]
+
+
+def load_desired(
+    desired_dir: Path, *, allow_file_repos: bool, cache: FileCache | None = None
+) -> dict[str, Desired]:
+    projects: dict[str, Desired] = {}
+    files = sla_files(desired_dir)
+    if cache is not None:
+        cache.forget_missing(files)
+    for path in files:
+        project = (
+            cache.load(path, allow_file_repos=allow_file_repos)
+            if cache is not None
+            else load_file(path, allow_file_repos=allow_file_repos)
+        )
         twin = projects.get(project.name)
         if twin is not None:
             project = InvalidProject(

@@ -261,7 +261,7 @@ class DesiredRepo:
                     old=old, new=new,
                 )
             status, _, err = self._run("merge", "--ff-only", "--quiet", "--", new,
-                                       config=("merge.autoStash=false",))
+                                       config=("merge.autoStash=false",), kill=False)
             head = self._git("rev-parse", "--verify", "HEAD^{commit}").decode()
         except DesiredRepoError as error:
             return PullResult(PullStatus.error, str(error))
@@ -322,8 +322,13 @@ class DesiredRepo:
     def _run(self, subcommand: str, *args: str, config: Sequence[str] = (),
              literal: bool = False, optional_locks: bool = True,
              istream: IO[bytes] | None = None, output_stream: IO[bytes] | None = None,
-             timeout: float | None = None) -> tuple[int, bytes, str]:
-        """Run git in the work-tree root: (exit status, stdout, stderr). No shell, ever."""
+             timeout: float | None = None, kill: bool = True) -> tuple[int, bytes, str]:
+        """Run git in the work-tree root: (exit status, stdout, stderr). No shell, ever.
+
+        It is killed after ``timeout`` (default: ``self.timeout``) unless ``kill`` is false
+        (a command that writes the work tree must finish); a timeout reads as git's own
+        failure whose stderr starts with "Timeout:".
+        """
         command = ["git"]
         for setting in config:
             command += ["-c", setting]
@@ -333,7 +338,7 @@ class DesiredRepo:
             command.append("--no-optional-locks")  # a status must not rewrite the index
         command += [subcommand, *args]
         self.git_calls[subcommand] += 1
-        limit = self.timeout if timeout is None else timeout
+        limit = (self.timeout if timeout is None else timeout) if kill else None
         kwargs: dict[str, Any] = {}
         if istream is not None:
             kwargs["istream"] = istream
@@ -346,9 +351,6 @@ class DesiredRepo:
             )
         except GitCommandNotFound:
             raise DesiredRepoError("git is not installed (or not on PATH)") from None
-        if err.startswith("Timeout:") or "timed out" in err:
-            raise DesiredRepoError(f"git {subcommand} in {self.root} timed out after "
-                                   f"{limit:g}s")
         return int(status), bytes(out or b""), str(err)
 
 
@@ -433,7 +435,7 @@ def _read_batch_blob(response: IO[bytes], sha: bytes, max_bytes: int) -> bytes:
 
 
 def _fetch_error(remote: str, branch: str, err: str, status: int, timeout: float) -> str:
-    if err.startswith("Timeout:") or "timed out" in err:
+    if err.startswith("Timeout:"):
         return f"git fetch {remote} timed out after {timeout:g}s; is the remote reachable?"
     detail = _first_line(err, status)
     if "couldn't find remote ref" in detail:
@@ -442,6 +444,8 @@ def _fetch_error(remote: str, branch: str, err: str, status: int, timeout: float
 
 
 def _first_line(err: str, status: int) -> str:
+    if err.startswith("Timeout:"):
+        return "timed out; is the filesystem or the repository stuck?"
     for line in err.splitlines():
         line = line.strip()
         for prefix in ("fatal: ", "error: "):

@@ -9,6 +9,7 @@ fails fast with a message instead of hanging the loop.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from git.cmd import Git
 from git.exc import GitCommandError
@@ -32,7 +33,47 @@ def resolve_commit(url: str, ref: str | None, *, timeout: float) -> str:
     wanted = ref or "HEAD"
     # `<ref>^{}` too: ls-remote lists an annotated tag's peeled commit only when asked.
     output = _ls_remote(location, wanted, f"{wanted}^{{}}", timeout=timeout)
-    refs = dict(_parse(output))
+    return _pick(url, ref, dict(_parse(output)))
+
+
+class RemoteRefs:
+    """Every ref of each remote, asked once: many projects on one repository cost one
+    ls-remote, and several repositories are asked in parallel (a resync over many projects).
+    """
+
+    def __init__(self, *, timeout: float, workers: int = 8) -> None:
+        self.timeout = timeout
+        self.workers = workers
+        self._refs: dict[str, dict[str, str] | GitRemoteError] = {}
+
+    def prefetch(self, urls: set[str]) -> None:
+        todo = sorted(url for url in urls if url not in self._refs)
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            for url, answer in zip(todo, pool.map(self._list, todo), strict=True):
+                self._refs[url] = answer
+
+    def resolve(self, url: str, ref: str | None) -> str:
+        if ref is not None and COMMIT.match(ref):
+            return ref
+        if url not in self._refs:
+            self.prefetch({url})
+        answer = self._refs[url]
+        if isinstance(answer, GitRemoteError):
+            raise answer
+        return _pick(url, ref, answer)
+
+    def _list(self, url: str) -> dict[str, str] | GitRemoteError:
+        location = local_path(url) if is_local(url) else url
+        if is_local(url) and not os.path.exists(location):
+            return GitRemoteError(f"repository {url} does not exist; check ml_repo_url")
+        try:
+            return dict(_parse(_ls_remote(location, timeout=self.timeout)))
+        except GitRemoteError as error:
+            return error
+
+
+def _pick(url: str, ref: str | None, refs: dict[str, str]) -> str:
+    wanted = ref or "HEAD"
     for candidate in _candidates(wanted):
         if candidate in refs:
             return refs[candidate]
