@@ -124,7 +124,7 @@ def main() -> None:
             sla = desired / f"{project}.yaml"
             written = time.time()
             sla.write_text(f"ml_repo_url: {repo}\nml_model_flavor: sklearn\n")
-            name, created = events.wait_for(f"flops-build-{project}-")
+            _, created = events.wait_for(f"flops-build-{project}-")
             ours.append(created - written)
             spec = next((state / "builds").glob(f"flops-build-{project}-*/compose.yaml"))
             spec_copy = tmp / f"baseline-{index}.yaml"
