@@ -14,6 +14,7 @@ base image (`bash scripts/setup.sh`).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -86,6 +87,10 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def is_ready(record: Path) -> bool:
+    return record.exists() and '"phase": "ready"' in record.read_text()
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -130,7 +135,7 @@ def main() -> None:
             spec_copy = tmp / f"baseline-{index}.yaml"
             shutil.copyfile(spec, spec_copy)
             record = state / "projects" / f"{project}.json"
-            wait_for(lambda r=record: r.exists() and '"phase": "ready"' in r.read_text(), 300)
+            wait_for(functools.partial(is_ready, record), 300)
             images += json.loads(record.read_text())["images"].values()
             # Baseline: the same spec, straight to `docker compose up -d`.
             baseline_name = f"flops-build-baseline-{index:03d}"
