@@ -249,6 +249,7 @@ class DesiredRepo:
                     old=old, new=new,
                 )
             changes = self._git("status", "--porcelain", "-z", "--untracked-files=normal",
+                                "--no-renames",
                                 optional_locks=False)
             dirty = [entry[3:] for entry in changes.split(b"\0") if len(entry) > 3]
             if dirty:
