@@ -165,15 +165,33 @@ class BuildRunner:
             return any(t.is_alive() for t in self._followers.values())
 
     def _follow_guarded(self, name: str) -> None:
+        """Follow in a thread; wake the loop when something changed (not on an outage,
+        which would only make the loop try again at once)."""
+        changed = True
         try:
-            self._follow(name, only_if_exited=False)
+            changed = self._follow(name, only_if_exited=False)
         finally:
-            self.on_finished()
+            if changed:
+                self.on_finished()
 
-    def _follow(self, name: str, *, only_if_exited: bool) -> None:
+    def next_deadline(self) -> float | None:
+        """Seconds until the first running builder reaches build_timeout."""
+        starts = [
+            datetime.fromisoformat(r.build.started_at.replace("Z", "+00:00"))
+            for r in self.book.matching(lambda r: r.build is not None) if r.build is not None
+        ]
+        if not starts:
+            return None
+        elapsed = (datetime.now(UTC) - min(starts)).total_seconds()
+        # At least a second: an overdue builder that cannot be stopped (its engine is down)
+        # must not turn the loop into a busy one.
+        return max(1.0, self.config.build_timeout - elapsed)
+
+    def _follow(self, name: str, *, only_if_exited: bool) -> bool:
+        """Follow one builder; True when its projects' records changed."""
         subscribers = self.book.subscribers(name)
         if not subscribers or subscribers[0].build is None:
-            return
+            return False
         build = subscribers[0].build
         host = self.backend.host(build.host)
         endpoint = f"Docker host {build.host}"
@@ -181,9 +199,9 @@ class BuildRunner:
             builder = self.backend.find(host, name) if host else None
             if builder is None:
                 self._restart(name, build)
-                return
+                return True
             if only_if_exited and self.backend.exit_code(builder) is None:
-                return
+                return False
             outcome = self._collect(name, builder, build)
             self.outages.recovered(endpoint)
         except BackendError as error:
@@ -191,9 +209,10 @@ class BuildRunner:
                 for record in self.book.subscribers(name):
                     self.book.log.warn(record.project, "builder",
                                        f"cannot follow builder {name}: {error}")
-            return
+            return False
         self._record(name, outcome)
         self.take_down(build, "its result is recorded")
+        return True
 
     def _collect(self, name: str, builder: Builder, build: BuildRecord) -> Outcome:
         outcome: Outcome | None = None
@@ -312,10 +331,12 @@ class BuildRunner:
 def failed_record(record: ProjectRecord, error: str, now: datetime,
                   config: Config) -> ProjectRecord:
     """The record after a failure: attempts, backoff and exhaustion per the retry policy."""
-    attempts = record.attempts + (1 if counts_as_attempt(error) else 0)
-    exhausted = counts_as_attempt(error) and attempts >= config.max_attempts
+    counted = counts_as_attempt(error)
+    attempts = record.attempts + (1 if counted else 0)
+    exhausted = counted and attempts >= config.max_attempts
+    # An outage is retried after the base wait whatever the project's own attempts are.
     retry_at = None if exhausted else retry_time(
-        now, max(attempts, 1), config.retry_base, config.retry_cap
+        now, attempts if counted else 1, config.retry_base, config.retry_cap
     ).isoformat(timespec="milliseconds")
     return record.model_copy(update={
         "phase": Phase.failed, "error": error, "build": None, "attempts": attempts,

@@ -92,7 +92,7 @@ class Controller:
         """One pass; with ``wait``, further passes until no build it can start is running."""
         self.reconcile(follow=wait)
         while wait and self.runner.following():
-            self.wake.wait()
+            self.wake.wait(self.runner.next_deadline())
             self.wake.clear()
             self.reconcile(follow=True)
         return self.book.snapshot()
@@ -109,9 +109,8 @@ class Controller:
             if resync:
                 next_resync = time.monotonic() + interval
             self.reconcile(follow=True, resync=resync)
-            due = self.next_due()
-            timeout = next_resync - time.monotonic()
-            self.wake.wait(max(0.0, min(timeout, due if due is not None else timeout)))
+            waits = [next_resync - time.monotonic(), self.next_due(), self.runner.next_deadline()]
+            self.wake.wait(max(0.0, min(w for w in waits if w is not None)))
             self.wake.clear()
 
     def reconcile(self, *, follow: bool = True, resync: bool = False) -> None:
