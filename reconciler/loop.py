@@ -28,9 +28,11 @@ from reconciler.core.project import Desired, DesiredProject, InvalidProject, Pha
 from reconciler.core.render import make_environment
 from reconciler.core.repo_url import COMMIT
 from reconciler.edges.compose_backend import BackendError
-from reconciler.edges.desired import FileCache, load_desired
+from reconciler.edges.desired import FileCache, load_committed, load_desired
+from reconciler.edges.desired_repo import DesiredRepo, PullStatus, find_repo
 from reconciler.edges.git_remote import GitRemoteError, RemoteRefs, resolve_commit
 from reconciler.edges.registry import EngineImages, ImageStore, RegistryError, RegistryImages
+from reconciler.edges.settings import ConfigError
 from reconciler.edges.state import StateStore, atomic_write
 from reconciler.edges.watcher import start_watching
 from reconciler.records import RecordBook
@@ -51,12 +53,35 @@ class Workspace:
     desired_dir: Path
     store: StateStore
     template_dirs: list[Path]
+    source: str = "worktree"  # "head": only committed SLA content counts
+    pull: tuple[str, str] | None = None  # (remote, branch) to fast-forward the desired repo from
     files: FileCache = field(default_factory=FileCache)
+    _repo: DesiredRepo | bool | None = field(default=False, repr=False)
+
+    def desired_repo(self) -> DesiredRepo | None:
+        """The git work tree around the desired directory, if any (looked up once)."""
+        if self._repo is False:
+            self._repo = find_repo(self.desired_dir)
+        return self._repo if isinstance(self._repo, DesiredRepo) else None
 
     def load_desired(self) -> dict[str, Desired]:
+        if self.source == "head":
+            return load_committed(self.desired_dir, self._head_repo().head_documents(),
+                                  allow_file_repos=self.config.allow_file_repos)
         return load_desired(
             self.desired_dir, allow_file_repos=self.config.allow_file_repos, cache=self.files
         )
+
+    def ignored_edits(self) -> list[str]:
+        """With ``--source head``: the SLA files whose uncommitted edits are ignored."""
+        return self._head_repo().uncommitted() if self.source == "head" else []
+
+    def _head_repo(self) -> DesiredRepo:
+        repo = self.desired_repo()
+        if repo is None:
+            raise ConfigError(f"--source head: {self.desired_dir} is not inside a git work "
+                              "tree; commit the SLA files to a repository or use worktree")
+        return repo
 
     def plan(self) -> list[PlanItem]:
         return make_plan(self.load_desired(), self.store.load_all())
@@ -116,9 +141,15 @@ class Controller:
     def reconcile(self, *, follow: bool = True, resync: bool = False) -> None:
         """One pass. ``follow``: follow builders in threads; else harvest the exited ones."""
         self._consume_retry_requests()
+        self._pull()
         desired = self.ws.load_desired()
+        acted = []
         for item in make_plan(desired, self.book.snapshot()):
+            before = self.book.get(item.project)
             self._act(item, desired.get(item.project))
+            if self.book.get(item.project) is not before:  # the pass changed this record
+                acted.append(item.project)
+        self._note_sources(acted, desired)
         if resync:
             self._resync_refs(desired)
         self.runner.stop_overdue()
@@ -264,6 +295,42 @@ class Controller:
                 self.book.log.info(record.project, "resync", f"{want.sla.ml_repo_ref or 'HEAD'}"
                                    f" moved from {record.commit} to {commit}")
                 self._stage2(want, record)
+
+    def _note_sources(self, acted: list[str], desired: dict[str, Desired]) -> None:
+        """Record and log which desired-repository commit each acted-on SLA comes from."""
+        repo = self.ws.desired_repo()
+        files = {name: Path(desired[name].sla_file) for name in acted
+                 if name in desired and self.book.get(name) is not None}
+        if repo is None or not files:
+            return
+        origins = repo.provenance(files.values())
+        for name, path in files.items():
+            origin = origins.get(path)
+            if origin is None:
+                source = None
+                self.book.log.info(name, "source", f"{path.name} is not committed in "
+                                   f"{repo.root} (an uncommitted edit)")
+            else:
+                source = {"commit": origin.commit, "author": f"{origin.author_name} "
+                          f"<{origin.author_email}>", "date": origin.committed_at}
+                self.book.log.info(name, "source", f"{path.name} as of desired-repo commit "
+                                   f"{origin.commit[:12]} by {source['author']}, "
+                                   f"{origin.committed_at}")
+            self.book.change(name, source=source)
+
+    def _pull(self) -> None:
+        """Fast-forward the desired repository from its remote; never reset or merge."""
+        repo = self.ws.desired_repo()
+        if self.ws.pull is None or repo is None:
+            return
+        result = repo.fast_forward(*self.ws.pull, timeout=self.config.git_timeout)
+        endpoint = f"desired repository pull ({'/'.join(self.ws.pull)})"
+        if result.status in (PullStatus.up_to_date, PullStatus.fast_forwarded):
+            self.runner.outages.recovered(endpoint)
+            if result.status is PullStatus.fast_forwarded:
+                print(f"reconciler: {result.message}", flush=True)
+        else:
+            self.runner.outages.failed(endpoint, f"{result.status.value}: {result.message}")
 
     # -- records --------------------------------------------------------------------------
 

@@ -27,8 +27,9 @@ from reconciler.core.project import InvalidProject, Phase, ProjectRecord
 from reconciler.core.repo_url import check_ref, is_local, local_path
 from reconciler.edges.builder_image import ensure_builder_image
 from reconciler.edges.desired import load_file, sla_files
+from reconciler.edges.desired_repo import check_ref_part
 from reconciler.edges.git_remote import GitRemoteError, resolve_commit
-from reconciler.edges.settings import config_path, load_config, template_dirs
+from reconciler.edges.settings import ConfigError, config_path, load_config, template_dirs
 from reconciler.edges.state import StateStore, checked_key
 from reconciler.loop import Controller, Workspace
 
@@ -38,7 +39,16 @@ OK, PROBLEMS, ERROR = 0, 1, 2
 def workspace(args: argparse.Namespace) -> Workspace:
     overrides = {"registry": args.registry} if args.registry else {}
     config = load_config(config_path(args.config), overrides=overrides)
-    return Workspace(config, args.desired, StateStore(args.state), template_dirs(args.templates))
+    pull = None
+    if args.pull:
+        remote, _, branch = args.pull.partition("/")
+        if not remote or not branch:
+            raise ConfigError(f"--pull {args.pull!r}: write REMOTE/BRANCH, e.g. origin/main")
+        check_ref_part(remote, "remote")
+        check_ref_part(branch, "branch")
+        pull = (remote, branch)
+    return Workspace(config, args.desired, StateStore(args.state), template_dirs(args.templates),
+                     source=args.source, pull=pull)
 
 
 def dump_json(value: object) -> None:
@@ -61,7 +71,12 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def plan(args: argparse.Namespace) -> int:
-    items = workspace(args).plan()
+    ws = workspace(args)
+    items = ws.plan()
+    ignored = ws.ignored_edits()
+    if ignored:
+        print(f"note: --source head ignores uncommitted edits: {', '.join(ignored)}",
+              file=sys.stderr if args.json else sys.stdout)
     if args.json:
         dump_json([item.as_json() for item in items])
     else:

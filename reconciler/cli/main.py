@@ -37,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--templates", default=env("RECONCILER_TEMPLATES"),
                         help="directory whose templates override the shipped ones")
     parser.add_argument("--registry", help="'local' or a registry URL (overrides the config)")
+    parser.add_argument("--source", choices=("worktree", "head"),
+                        default=env("RECONCILER_SOURCE", "worktree"),
+                        help="worktree: SLA files as they are on disk; head: only what is "
+                             "committed in the desired directory's git repository")
+    parser.add_argument("--pull", metavar="REMOTE/BRANCH", default=env("RECONCILER_PULL"),
+                        help="fast-forward the desired repository from REMOTE/BRANCH before "
+                             "every pass (never resets a dirty or diverged repository)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = sub.add_parser("validate", help="schema-check SLA files")

@@ -32,6 +32,7 @@ def status_row(record: ProjectRecord, store: StateStore) -> dict[str, Any]:
         "error": record.error,
         "observer_log": str(store.observer_path(record.project)),
         "sla_file": record.sla_file,
+        "source": record.source,
         "builder": record.build.name if record.build else None,
         "build_key": record.served_by,
         "attempts": record.attempts,
@@ -43,15 +44,17 @@ def status_row(record: ProjectRecord, store: StateStore) -> dict[str, Any]:
 
 def print_status(rows: list[dict[str, Any]], out: TextIO) -> None:
     if out.isatty():
-        table = Table("project", "phase", "commit", "images / error")
+        table = Table("project", "phase", "commit", "images / error", "desired source")
         for row in rows:
             detail = row["error"] or "\n".join(row["images"].values())
-            table.add_row(row["project"], _coloured(row["phase"]), _short(row["commit"]), detail)
+            table.add_row(row["project"], _coloured(row["phase"]), _short(row["commit"]), detail,
+                          _source(row["source"]))
         Console(file=out).print(table)
         return
     for row in rows:
         detail = row["error"] or " ".join(f"{k}={v}" for k, v in sorted(row["images"].items()))
-        out.write(f"{row['project']}\t{row['phase']}\t{_short(row['commit'])}\t{detail}\n")
+        out.write(f"{row['project']}\t{row['phase']}\t{_short(row['commit'])}\t{detail}"
+                  f"\t{_source(row['source'])}\n")
 
 
 class Progress:
@@ -100,6 +103,12 @@ class Progress:
         for project, (stage, since) in sorted(self._stages.items()):
             table.add_row(project, stage, f"{now - since:5.1f}s")
         return table
+
+
+def _source(source: dict[str, str] | None) -> str:
+    if not source:
+        return "-"
+    return f"{source['commit'][:12]} {source['author']} {source['date']}"
 
 
 def _short(commit: str | None) -> str:

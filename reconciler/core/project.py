@@ -97,3 +97,5 @@ class ProjectRecord(BaseModel):
     retry_at: str | None = None  # no new attempt before this time (ISO-8601 UTC)
     exhausted: bool = False  # attempts reached max_attempts: wait for a change or a re-arm
     served_by: str | None = None  # the build key whose images this project uses
+    # The desired-repository commit that last changed the SLA file: commit, author, date.
+    source: dict[str, str] | None = None

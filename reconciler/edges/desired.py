@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -79,16 +80,28 @@ class FileCache:
 def load_desired(
     desired_dir: Path, *, allow_file_repos: bool, cache: FileCache | None = None
 ) -> dict[str, Desired]:
-    projects: dict[str, Desired] = {}
     files = sla_files(desired_dir)
     if cache is not None:
         cache.forget_missing(files)
-    for path in files:
-        project = (
-            cache.load(path, allow_file_repos=allow_file_repos)
-            if cache is not None
-            else load_file(path, allow_file_repos=allow_file_repos)
-        )
+        return by_name(cache.load(path, allow_file_repos=allow_file_repos) for path in files)
+    return by_name(load_file(path, allow_file_repos=allow_file_repos) for path in files)
+
+
+def load_committed(
+    desired_dir: Path, documents: dict[str, bytes], *, allow_file_repos: bool
+) -> dict[str, Desired]:
+    """The projects of SLA documents read from git (``--source head``), by file name."""
+    return by_name(
+        load_file(desired_dir / name, allow_file_repos=allow_file_repos, raw=raw)
+        for name, raw in sorted(documents.items())
+    )
+
+
+def by_name(loaded: Iterable[Desired]) -> dict[str, Desired]:
+    """Projects by name; two files for one name make that project invalid."""
+    projects: dict[str, Desired] = {}
+    for project in loaded:
+        path = project.sla_file
         twin = projects.get(project.name)
         if twin is not None:
             project = InvalidProject(
@@ -101,7 +114,8 @@ def load_desired(
     return projects
 
 
-def load_file(path: Path, *, allow_file_repos: bool) -> Desired:
+def load_file(path: Path, *, allow_file_repos: bool, raw: bytes | None = None) -> Desired:
+    """One SLA file, read from ``path`` or given as ``raw`` bytes (committed content)."""
     name = path.stem
     if not PROJECT_NAME.match(name):
         return InvalidProject(
@@ -112,7 +126,7 @@ def load_file(path: Path, *, allow_file_repos: bool) -> Desired:
             "or digit)",
         )
     try:
-        data = read_document(path)
+        data = read_document(path, raw)
         sla = parse_sla(data, allow_file_repos=allow_file_repos)
     except SlaError as error:
         return InvalidProject(name, str(path), f"{path}: {error}")
@@ -131,12 +145,13 @@ def storage_key(name: str) -> str:
     return f"{slug}~{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
-def read_document(path: Path) -> Any:
-    try:
-        with path.open("rb") as stream:
-            raw = stream.read(MAX_BYTES + 1)
-    except OSError as error:
-        raise SlaError(f"cannot read the file: {error.strerror}") from None
+def read_document(path: Path, raw: bytes | None = None) -> Any:
+    if raw is None:
+        try:
+            with path.open("rb") as stream:
+                raw = stream.read(MAX_BYTES + 1)
+        except OSError as error:
+            raise SlaError(f"cannot read the file: {error.strerror}") from None
     if len(raw) > MAX_BYTES:
         raise SlaError(f"the file is larger than {MAX_BYTES // 1024} KiB; an SLA is a few lines")
     try:
