@@ -39,6 +39,7 @@ from reconciler.records import RecordBook
 
 Report = Callable[[str, str], None]
 RETRY_REQUEST = "retry-"
+END_OF_BACKOFF = datetime.max.replace(tzinfo=UTC)  # a time at which every backoff is over
 
 
 def _silent(project: str, text: str) -> None:
@@ -114,8 +115,12 @@ class Controller:
     # -- entry points ---------------------------------------------------------------------
 
     def apply(self, *, wait: bool) -> dict[str, ProjectRecord]:
-        """One pass; with ``wait``, further passes until no build it can start is running."""
-        self.reconcile(follow=wait)
+        """One pass; with ``wait``, further passes until no build it can start is running.
+
+        The first pass is the user's request, so it retries failed projects at once instead of
+        waiting out their backoff (exhausted ones stay held: they need `reconciler retry`).
+        """
+        self.reconcile(follow=wait, now=END_OF_BACKOFF)
         while wait and self.runner.following():
             self.wake.wait(self.runner.next_deadline())
             self.wake.clear()
@@ -138,13 +143,15 @@ class Controller:
             self.wake.wait(max(0.0, min(w for w in waits if w is not None)))
             self.wake.clear()
 
-    def reconcile(self, *, follow: bool = True, resync: bool = False) -> None:
-        """One pass. ``follow``: follow builders in threads; else harvest the exited ones."""
+    def reconcile(self, *, follow: bool = True, resync: bool = False,
+                  now: datetime | None = None) -> None:
+        """One pass. ``follow``: follow builders in threads; else harvest the exited ones.
+        ``now``: the time retry backoffs are measured against (default: the clock)."""
         self._consume_retry_requests()
         self._pull()
         desired = self.ws.load_desired()
         acted = []
-        for item in make_plan(desired, self.book.snapshot()):
+        for item in make_plan(desired, self.book.snapshot(), now):
             before = self.book.get(item.project)
             self._act(item, desired.get(item.project))
             if self.book.get(item.project) is not before:  # the pass changed this record
