@@ -114,9 +114,11 @@ class BuildRunner:
         self.report(leader.name, f"starting builder on {host.name}")
         try:
             if self.backend.find(host, spec.name) is None:
-                self.backend.deploy(host, spec.name, render_compose(self.env, spec))
+                # Written before `compose up`: a crash right after the builder starts must
+                # not leave a builder that the log never named.
                 self.book.log.info(leader.name, "deploy",
-                                   f"builder {spec.name} started on host {host.name}")
+                                   f"starting builder {spec.name} on host {host.name}")
+                self.backend.deploy(host, spec.name, render_compose(self.env, spec))
             else:  # a builder of this key exists already (a crash after deploy): adopt it
                 self.book.log.info(leader.name, "deploy", f"adopted running builder {spec.name}")
             self.outages.recovered(f"Docker host {host.name}")
@@ -205,11 +207,15 @@ class BuildRunner:
             outcome = self._collect(name, builder, build)
             self.outages.recovered(endpoint)
         except BackendError as error:
+            if not self.book.subscribers(name):
+                return False  # the build was ended on purpose (timeout, cancel): not an outage
             if self.outages.failed(endpoint, str(error)):
                 for record in self.book.subscribers(name):
                     self.book.log.warn(record.project, "builder",
                                        f"cannot follow builder {name}: {error}")
             return False
+        if not self.book.subscribers(name):
+            return False  # nobody waits for this result any more (timeout, cancel, prune)
         self._record(name, outcome)
         self.take_down(build, "its result is recorded")
         return True
@@ -232,14 +238,7 @@ class BuildRunner:
                 outcome = outcome_of(event)
             index += 1
         exit_code = self.backend.wait(builder)
-        if outcome is not None:
-            return outcome
-        if _past(build.started_at, self.config.build_timeout):
-            return Outcome(ok=False, error=(
-                f"build: the builder ran longer than build_timeout "
-                f"({self.config.build_timeout:g}s) and was stopped; raise build_timeout or "
-                "make the build faster"))
-        return no_result_outcome(exit_code, list(noise))
+        return outcome or no_result_outcome(exit_code, list(noise))
 
     def _log_event(self, record: ProjectRecord, index: int, lines: list[LogLine],
                    at: str, first_seen: set[str]) -> None:
@@ -289,7 +288,8 @@ class BuildRunner:
 
     # -- taking down ----------------------------------------------------------------------------
 
-    def take_down(self, build: BuildRecord, why: str, project: str | None = None) -> None:
+    def take_down(self, build: BuildRecord, why: str, project: str | None = None,
+                  *, kill: bool = False) -> None:
         project = project or build.leader or ""
         host = self.backend.host(build.host)
         if host is None:
@@ -297,22 +297,33 @@ class BuildRunner:
                                f"remove builder {build.name} there by hand")
             return
         try:
-            self.backend.remove(host, build.name)
+            self.backend.remove(host, build.name, stop_timeout=0 if kill else 10)
         except BackendError as error:
             self.book.log.warn(project, "cleanup", str(error))
             return
         self.book.log.info(project, "cleanup", f"builder {build.name} removed ({why})")
 
     def stop_overdue(self) -> None:
-        """Take down builders that ran past build_timeout; their followers record why."""
+        """Fail the projects of builders that ran past build_timeout, then kill the builders.
+
+        The records are written first, so a follower that sees its builder vanish finds no
+        project waiting for it, and a crash in between leaves nothing to build twice.
+        """
+        now = datetime.now(UTC)
+        error = (f"build: the builder ran longer than build_timeout "
+                 f"({self.config.build_timeout:g}s) and was stopped; raise build_timeout or "
+                 "make the build faster")
         for name in sorted(self.running_builders()):
             subscribers = self.book.subscribers(name)
             build = subscribers[0].build if subscribers else None
-            if build is not None and _past(build.started_at, self.config.build_timeout):
-                self.book.log.error(subscribers[0].project, "timeout",
-                                    f"builder {name} exceeded build_timeout "
-                                    f"({self.config.build_timeout:g}s); stopping it")
-                self.take_down(build, "build_timeout exceeded", subscribers[0].project)
+            if build is None or not _past(build.started_at, self.config.build_timeout):
+                continue
+            for record in subscribers:
+                final = failed_record(record, error, now, self.config)
+                self.book.log.error(record.project, "timeout", _retry_note(final))
+                self.book.put(final)
+                self.report(record.project, "failed")
+            self.take_down(build, "build_timeout exceeded", subscribers[0].project, kill=True)
 
     def _fail_all(self, projects: list[DesiredProject], stage: str, error: str) -> None:
         now = datetime.now(UTC)

@@ -63,7 +63,7 @@ class ComposeBackend:
         try:
             client.compose.up(detach=True, quiet=True, pull="never")
         except DockerException as error:
-            self.remove(host, name)
+            self.remove(host, name, stop_timeout=0)
             raise BackendError(f"docker compose up on {host.name} failed: {_tail(error)}") from None
         builder = self.find(host, name)
         if builder is None:
@@ -116,13 +116,14 @@ class ComposeBackend:
         except DockerException as error:
             raise BackendError(f"cannot wait for the builder: {_tail(error)}") from None
 
-    def remove(self, host: HostConfig, name: str) -> None:
-        """Take the builder down: containers, networks and volumes; then forget its spec."""
+    def remove(self, host: HostConfig, name: str, *, stop_timeout: int = 10) -> None:
+        """Take the builder down: containers, networks and volumes; then forget its spec.
+        ``stop_timeout``: seconds between SIGTERM and SIGKILL (0 kills at once)."""
         spec_dir = self._spec_dir_for(name)
         try:
             if (spec_dir / "compose.yaml").exists():
                 self._compose(host, name).compose.down(
-                    volumes=True, remove_orphans=True, timeout=10, quiet=True
+                    volumes=True, remove_orphans=True, timeout=stop_timeout, quiet=True
                 )
             else:
                 docker = DockerClient(host=host.docker_host)
