@@ -107,7 +107,7 @@ class BuildRunner:
         )
         for project in projects:
             self.book.change(project.name, phase=Phase.building, build=build,
-                             served_by=build.key, error=None)
+                             served_by=build.key)
             if project is not leader:
                 self.book.log.info(project.name, "deploy", f"shares build {build.key} "
                                    f"(builder {build.name}, started for {leader.name})")
@@ -130,7 +130,7 @@ class BuildRunner:
         """Let ``project`` share a builder that is already running for the same key."""
         self.book.change(project.name, phase=Phase.building,
                          build=build.model_copy(update={"events_logged": 0}),
-                         served_by=build.key, error=None)
+                         served_by=build.key)
         self.book.log.info(project.name, "deploy", f"shares build {build.key} (builder "
                            f"{build.name}, started for {build.leader or 'another project'})")
 

@@ -206,8 +206,11 @@ class Controller:
         if have is not None and have.phase is Phase.pending and have.commit \
                 and have.image_digest == want.image_digest:
             return  # resolved already, waits for a build slot
-        self.book.log.info(want.name, "plan", f"{item.action.value}: {item.reason}")
-        self._stage2(want, have)
+        retrying_outage = have is not None and have.phase is Phase.failed \
+            and (have.error or "").startswith("infrastructure:")
+        if not retrying_outage:  # an outage's retries stay quiet until something changes
+            self.book.log.info(want.name, "plan", f"{item.action.value}: {item.reason}")
+        self._stage2(want, have, quiet=retrying_outage)
 
     def _leave_build(self, have: ProjectRecord, why: str) -> None:
         """``have`` stops waiting for its builder; the builder goes when nobody waits."""
@@ -218,8 +221,10 @@ class Controller:
             self.book.log.info(have.project, "cancel", f"builder {build.name} cancelled: {why}")
             self.runner.take_down(build, why, have.project)
 
-    def _stage2(self, want: DesiredProject, have: ProjectRecord | None) -> None:
-        """Resolve the ref and ask the registry: ready, pending a build, or failed."""
+    def _stage2(self, want: DesiredProject, have: ProjectRecord | None, *,
+                quiet: bool = False) -> None:
+        """Resolve the ref and ask the registry: ready, pending a build, or failed.
+        ``quiet``: no INFO lines (a retry during an outage); errors and results still go."""
         name, sla = want.name, want.sla
         self.report(name, "resolving ref")
         try:
@@ -228,8 +233,9 @@ class Controller:
         except GitRemoteError as error:
             self._fail(want, have, None, "resolve", f"repo: {error}")
             return
-        self.book.log.info(name, "resolve",
-                           f"{sla.ml_repo_ref or 'HEAD'} of {sla.ml_repo_url} is {commit}")
+        if not quiet:
+            self.book.log.info(name, "resolve",
+                               f"{sla.ml_repo_ref or 'HEAD'} of {sla.ml_repo_url} is {commit}")
         refs = image_refs(self.config.image_prefix, sla.ml_repo_url, commit)
         self.report(name, "checking registry")
         try:
@@ -250,7 +256,8 @@ class Controller:
             self.report(name, "ready")
             return
         missing = ", ".join(refs[role] for role, ok in sorted(present.items()) if not ok)
-        self.book.log.info(name, "registry", f"missing: {missing}; a build is needed")
+        if not quiet:
+            self.book.log.info(name, "registry", f"missing: {missing}; a build is needed")
         self._save(want, Phase.pending, commit=commit, images=refs, served_by=key,
                    keep=have if have is not None and have.image_digest == want.image_digest
                    else None)
@@ -377,6 +384,9 @@ class Controller:
         carried = {} if keep is None else {
             "digests": keep.digests, "timings": keep.timings, "repairs": keep.repairs,
             "attempts": keep.attempts, "exhausted": keep.exhausted,
+            # The last failure stays visible until a build succeeds, and lets a repeat of
+            # the same failure go unlogged.
+            "error": keep.error if phase is not Phase.ready else None,
         }
         return self.book.put(ProjectRecord(
             project=want.name, phase=phase, sla_file=want.sla_file, sla=want.sla_dump,
