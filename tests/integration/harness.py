@@ -6,14 +6,20 @@ reconciler`), with its own desired dir, state dir and configuration file.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from support import RegistryServer, WaitAborted, wait_until
 
 BUILDER_LABEL = "flops.role=image-builder"
 
@@ -26,12 +32,51 @@ class Result:
 
 
 @dataclass
+class Background:
+    """A `reconciler` command running as a subprocess; its output goes to files."""
+
+    process: subprocess.Popen[bytes]
+    out: Path
+    err: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        text = self.out.read_text(errors="replace") if self.out.exists() else ""
+        err = self.err.read_text(errors="replace") if self.err.exists() else ""
+        return f"--- stdout ---\n{text[-4000:]}\n--- stderr ---\n{err[-4000:]}"
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def check_alive(self) -> None:
+        """For wait_until predicates: stop waiting at once when the command has exited."""
+        if not self.alive():
+            raise WaitAborted(f"the command exited with {self.process.returncode}:\n"
+                              + self.output())
+
+    def signal(self, signum: int, timeout: float = 60) -> int:
+        """Send ``signum`` to this process (only it, by its pid) and wait for its exit."""
+        if self.alive():
+            self.process.send_signal(signum)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> int:
+        """kill -9 of the reconciler process itself (its children are left alone, as in a
+        real crash of the reconciler)."""
+        return self.signal(signal.SIGKILL)
+
+
+@dataclass
 class Workspace:
     root: Path
     registry: str  # "local" or a URL
     base_image: str
     hosts: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    options: list[str] = field(default_factory=list)  # global options, before the command
 
     def __post_init__(self) -> None:
         self.desired.mkdir(parents=True, exist_ok=True)
@@ -53,7 +98,7 @@ class Workspace:
         lines = [
             f'registry = "{self.registry}"',
             "allow_file_repos = true",
-            'build_timeout = "10m"',
+            *([] if "build_timeout" in self.extra else ['build_timeout = "10m"']),
             *(f"{key} = {json.dumps(value)}" for key, value in self.extra.items()),
             "[builder]",
             f'base_image = "{self.base_image}"',
@@ -65,18 +110,89 @@ class Workspace:
         self.config.write_text("\n".join(lines) + "\n")
 
     def sla(self, name: str, text: str) -> Path:
+        """Write an SLA file atomically (a hidden temp file, then a rename), so a watching
+        reconciler never reads it half-written."""
         path = self.desired / name
-        path.write_text(text)
+        temp = path.with_name(f".{path.name}.tmp")
+        temp.write_text(text)
+        os.replace(temp, path)
         return path
 
-    def run(self, *args: str, timeout: float = 600) -> Result:
-        command = [
+    def command(self, *args: str, options: Sequence[str] = ()) -> list[str]:
+        return [
             sys.executable, "-m", "reconciler",
             "--desired", str(self.desired), "--state", str(self.state),
-            "--config", str(self.config), *args,
+            "--config", str(self.config), *self.options, *options, *args,
         ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+    def run(self, *args: str, timeout: float = 600, options: Sequence[str] = ()) -> Result:
+        """Run a command to its end; ``options`` are global options (before the command)."""
+        done = subprocess.run(self.command(*args, options=options), capture_output=True,
+                              text=True, timeout=timeout)
         return Result(done.returncode, done.stdout, done.stderr)
+
+    def start(self, *args: str, options: Sequence[str] = ()) -> Background:
+        """Start a command in the background; stdout and stderr go to files in ``root``."""
+        n = len(list(self.root.glob("bg-*.out")))
+        out, err = self.root / f"bg-{n}.out", self.root / f"bg-{n}.err"
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            process = subprocess.Popen(self.command(*args, options=options), stdout=stdout,
+                                       stderr=stderr, stdin=subprocess.DEVNULL)
+        return Background(process, out, err)
+
+    @contextlib.contextmanager
+    def watching(self, timeout: float = 30) -> Iterator[Background]:
+        """`reconciler watch` in the background for the ``with`` block; at its end SIGTERM,
+        which must stop it with exit status 0."""
+        watch = self.start("watch")
+        try:
+            def started() -> bool:
+                watch.check_alive()
+                return "watching " in watch.output()
+
+            wait_until(started, timeout, 0.05, lambda: "watch did not start:\n" + watch.output())
+            yield watch
+        except BaseException:
+            if watch.alive():
+                watch.kill()
+            raise
+        code = watch.signal(signal.SIGTERM)
+        assert code == 0, f"watch exited with {code} on SIGTERM\n{watch.output()}"
+
+    def record(self, project: str) -> dict[str, Any]:
+        """The recorded state of a project, as the state file holds it."""
+        data: dict[str, Any] = json.loads(
+            (self.state / "projects" / f"{project}.json").read_text())
+        return data
+
+    def wait_row(
+        self,
+        project: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = 120,
+        what: str = "the expected status",
+        process: Background | None = None,
+    ) -> dict[str, Any]:
+        """Poll `status --json` until ``project``'s row satisfies ``predicate``; return it.
+        With ``process``, stop waiting as soon as that background command has exited."""
+        last: dict[str, Any] = {}
+
+        def check() -> dict[str, Any]:
+            nonlocal last
+            if process is not None:
+                process.check_alive()
+            row = self.status().get(project)
+            last = row or {}
+            return row if row is not None and predicate(row) else {}
+
+        def message() -> str:
+            text = f"{project}: {what}; last row {json.dumps(last)}"
+            with contextlib.suppress(FileNotFoundError):
+                text += "\n--- observer log ---\n" + self.log(project)[-4000:]
+            return text + ("\n" + process.output() if process is not None else "")
+
+        found: dict[str, Any] = wait_until(check, timeout, 0.2, message)
+        return found
 
     def status(self) -> dict[str, dict[str, Any]]:
         result = self.run("status", "--json")
@@ -136,3 +252,107 @@ def image_labels_in_registry(registry_url: str, ref: str) -> dict[str, str]:
         config.raise_for_status()
     labels: dict[str, str] = config.json()["config"].get("Labels") or {}
     return labels
+
+
+def slow_templates(directory: Path, token: str, seconds: int = 6) -> Path:
+    """A --templates directory with a copy of the shipped Dockerfile.actor.j2 that sleeps
+    ``seconds`` right after FROM. ``token`` makes the step unique, so Docker's build cache
+    never skips the sleep of a fresh build."""
+    from reconciler.edges.settings import template_dirs
+
+    source = next(d / "Dockerfile.actor.j2" for d in template_dirs(None)
+                  if (d / "Dockerfile.actor.j2").exists())
+    lines = source.read_text().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    lines.insert(at + 1, f"RUN sleep {seconds}  # {token}\n")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "Dockerfile.actor.j2").write_text("".join(lines))
+    return directory
+
+
+@dataclass(frozen=True)
+class ContainerEvent:
+    at: float  # seconds since the epoch, from Docker's timeNano
+    action: str  # create, start, die, destroy, ...
+    name: str
+
+
+class BuilderEvents:
+    """Docker's events for builder containers, recorded from the start of a test by a
+    `docker events` stream (the engine keeps only its last 256 events, so a query at the end
+    of a busy test may miss the early ones). Use :meth:`recording`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    @contextlib.contextmanager
+    def recording(cls, path: Path) -> Iterator[BuilderEvents]:
+        since = docker_now()
+        with path.open("wb") as out:
+            process = subprocess.Popen(
+                ["docker", "events", "--since", since, "--format", "{{json .}}",
+                 "--filter", "type=container", "--filter", f"label={BUILDER_LABEL}"],
+                stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            )
+        try:
+            yield cls(path)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def events(self, project: str, after: float = 0.0) -> list[ContainerEvent]:
+        """Events of the builder containers of ``project`` (label ``flops.project``) at or
+        after ``after`` (seconds since the epoch), oldest first."""
+        found = []
+        for line in self.path.read_text(errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            attributes = event["Actor"]["Attributes"]
+            at = event["timeNano"] / 1e9
+            if attributes.get("flops.project") == project and at >= after:
+                found.append(ContainerEvent(at, event["Action"], attributes["name"]))
+        return sorted(found, key=lambda e: e.at)
+
+    def created(self, project: str, after: float = 0.0) -> list[str]:
+        """Names of the builder containers Docker created for ``project`` since ``after``."""
+        return [e.name for e in self.events(project, after) if e.action == "create"]
+
+
+def builder_containers(project: str) -> list[str]:
+    """Ids of the builder containers of ``project`` that exist now (any state)."""
+    out = docker("ps", "--all", "--quiet", "--no-trunc", "--filter", f"label={BUILDER_LABEL}",
+                 "--filter", f"label=flops.project={project}")
+    return out.split()
+
+
+def manifest_exists(registry_url: str, ref: str) -> bool:
+    """HEAD /v2/<name>/manifests/<tag> of a full image reference in the registry."""
+    host_and_path, _, tag = ref.rpartition(":")
+    name = host_and_path.split("/", 1)[1]
+    accept = "application/vnd.docker.distribution.manifest.v2+json"
+    response = httpx.head(f"{registry_url}/v2/{name}/manifests/{tag}",
+                          headers={"Accept": accept}, timeout=10)
+    if response.status_code not in (200, 404):
+        response.raise_for_status()
+    return response.status_code == 200
+
+
+def start_registry_on(root: Path, port: int) -> RegistryServer:
+    """A real registry v2 server (the one the `registry` fixture runs) on a chosen port."""
+    binary = shutil.which("docker-registry")
+    assert binary is not None, "docker-registry is not installed"
+    server = RegistryServer(root=root, port=port)
+    server._spawn(binary)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
+    return server
