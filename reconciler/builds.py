@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ class BuildRunner:
         self.backend = ComposeBackend(config.image_builder_hosts(), book.store.build_dir)
         self.outages = Outages({})
         self._followers: dict[str, threading.Thread] = {}
+        self._lost_at: dict[str, float] = {}  # builder -> when following it failed (outage)
         self._builder_images: set[str] = set()
         self._lock = threading.Lock()
 
@@ -153,7 +155,7 @@ class BuildRunner:
             if background:
                 with self._lock:
                     thread = self._followers.get(name)
-                    if thread is not None and thread.is_alive():
+                    if (thread is not None and thread.is_alive()) or self._resting(name):
                         continue
                     thread = threading.Thread(target=self._follow_guarded, args=(name,),
                                               name=f"follow-{name}", daemon=True)
@@ -167,27 +169,42 @@ class BuildRunner:
             return any(t.is_alive() for t in self._followers.values())
 
     def _follow_guarded(self, name: str) -> None:
-        """Follow in a thread; wake the loop when something changed (not on an outage,
-        which would only make the loop try again at once)."""
-        changed = True
+        """Follow in a thread, and wake the loop when the thread ends. After an outage the
+        builder rests for retry_base before it is followed again, so a loop woken by its
+        follower does not hammer an engine that is down."""
         try:
-            changed = self._follow(name, only_if_exited=False)
+            followed = self._follow(name, only_if_exited=False)
+            with self._lock:
+                if followed:
+                    self._lost_at.pop(name, None)
+                else:
+                    self._lost_at[name] = time.monotonic()
         finally:
-            if changed:
-                self.on_finished()
+            self.on_finished()
 
-    def next_deadline(self) -> float | None:
-        """Seconds until the first running builder reaches build_timeout."""
+    def _resting(self, name: str) -> bool:
+        lost = self._lost_at.get(name)
+        return lost is not None and time.monotonic() - lost < self.config.retry_base
+
+    def next_wake(self) -> float | None:
+        """Seconds until the runner needs a pass: the first build_timeout of a running
+        builder, or the end of a resting builder's pause."""
         starts = [
             datetime.fromisoformat(r.build.started_at.replace("Z", "+00:00"))
             for r in self.book.matching(lambda r: r.build is not None) if r.build is not None
         ]
-        if not starts:
-            return None
-        elapsed = (datetime.now(UTC) - min(starts)).total_seconds()
+        waits = [self.config.build_timeout - (datetime.now(UTC) - s).total_seconds()
+                 for s in starts]
+        with self._lock:
+            for name, lost in list(self._lost_at.items()):
+                rest = self.config.retry_base - (time.monotonic() - lost)
+                if rest > 0:
+                    waits.append(rest)
+                else:
+                    del self._lost_at[name]
         # At least a second: an overdue builder that cannot be stopped (its engine is down)
         # must not turn the loop into a busy one.
-        return max(1.0, self.config.build_timeout - elapsed)
+        return max(1.0, min(waits)) if waits else None
 
     def _follow(self, name: str, *, only_if_exited: bool) -> bool:
         """Follow one builder; True when its projects' records changed."""

@@ -122,7 +122,7 @@ class Controller:
         """
         self.reconcile(follow=wait, now=END_OF_BACKOFF)
         while wait and self.runner.following():
-            self.wake.wait(self.runner.next_deadline())
+            self.wake.wait(self.runner.next_wake())
             self.wake.clear()
             self.reconcile(follow=True)
         return self.book.snapshot()
@@ -139,7 +139,7 @@ class Controller:
             if resync:
                 next_resync = time.monotonic() + interval
             self.reconcile(follow=True, resync=resync)
-            waits = [next_resync - time.monotonic(), self.next_due(), self.runner.next_deadline()]
+            waits = [next_resync - time.monotonic(), self.next_due(), self.runner.next_wake()]
             self.wake.wait(max(0.0, min(w for w in waits if w is not None)))
             self.wake.clear()
 

@@ -333,21 +333,7 @@ def test_five_projects_on_one_repository_and_commit_share_one_build(
 # --- 6. build_timeout ------------------------------------------------------------------------
 
 
-APPLY_HANG_BUG = (
-    "bug (a race, about 3 runs in 5): `apply --wait` never returns after a build_timeout: "
-    "Controller.apply waits on wake.wait(runner.next_deadline()), which is None once "
-    "stop_overdue has failed the projects, and the follower thread of the killed builder ends "
-    "with changed=False (no subscribers), so BuildRunner._follow_guarded never calls "
-    "on_finished (wake.set); it hangs whenever that thread is still alive at the "
-    "`while self.runner.following()` check"
-)
-
-
-@pytest.mark.parametrize("how", [
-    # not strict: the hang is a race, so the test passes now and then
-    pytest.param("apply", marks=pytest.mark.xfail(strict=False, reason=APPLY_HANG_BUG)),
-    "watch",
-])
+@pytest.mark.parametrize("how", ["apply", "watch"])
 def test_build_timeout_stops_the_builder_and_fails_the_project(
     how: str, tmp_path: Path, registry: RegistryServer, base_image: str, publish: Publish,
     ml_files: MlFiles,
