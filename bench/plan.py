@@ -11,13 +11,11 @@ No Docker, git or network is touched: plan is pure over the files and the state 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
+from timing import median_seconds
 
 from reconciler.core.config import Config
 from reconciler.core.plan import Action
@@ -61,15 +59,6 @@ def record_all_ready(ws: Workspace) -> None:
             sla=project.sla_dump, sla_digest=project.sla_digest,
             image_digest=project.image_digest, commit="0" * 40,
         ))
-
-
-def median_seconds(work: Callable[[], object], rounds: int) -> float:
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        work()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def main() -> None:

@@ -18,15 +18,14 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
+from timing import median_seconds
 
 from reconciler.core.config import Config
 from reconciler.core.project import DesiredProject, Phase, ProjectRecord
@@ -77,15 +76,6 @@ def write_ready_projects(ws: Workspace, repos: list[tuple[Path, str]], count: in
         ))
 
 
-def median_ms(work: Callable[[], object], rounds: int) -> float:
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        work()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1000
-
-
 def resync_figures(projects: int, repos: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -102,10 +92,10 @@ def resync_figures(projects: int, repos: int, rounds: int) -> None:
         def resync() -> None:
             controller.reconcile(follow=False, resync=True)
 
-        base = median_ms(baseline, rounds)
+        base = median_seconds(baseline, rounds) * 1000
         time.sleep(2.1)  # let the files age past the stat cache's trust window once
         resync()  # the first pass fills the stat cache, as a long-running watch has
-        measured = median_ms(resync, rounds)
+        measured = median_seconds(resync, rounds) * 1000
         assert all(r.phase is Phase.ready for r in controller.book.snapshot().values())
         assert not (root / "state" / "observers").exists(), "a no-op resync logged something"
     print(f"(b) no-op resync: {projects} ready projects tracking `main` on {repos} repositories")

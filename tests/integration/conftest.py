@@ -35,6 +35,8 @@ from support import (
     flops_ml_repo_files as _flops_ml_repo_files,
 )
 
+from integration.harness import BuilderEvents
+
 BASE_IMAGE = "flops-base:bookworm"
 _HERE = Path(__file__).resolve().parent
 
@@ -209,3 +211,17 @@ def docker_cleanup(docker_engine: str) -> Iterator[DockerCleanup]:
             f"image-builder resources were left behind (now removed by the fixture): {left}",
             pytrace=False,
         )
+
+
+@pytest.fixture
+def remove_registry_images(docker_cleanup: DockerCleanup, registry: RegistryServer) -> None:
+    """Images a test builds for the session's registry are removed from the engine after it."""
+    docker_cleanup.add_image_prefix(registry.host)
+
+
+@pytest.fixture
+def builds(tmp_path: Path) -> Iterator[BuilderEvents]:
+    """Docker's events for builder containers, recorded for the whole test (Docker keeps only
+    its last events, so a query at the end of a busy test could miss early ones)."""
+    with BuilderEvents.recording(tmp_path / "docker-events.jsonl") as events:
+        yield events

@@ -13,6 +13,8 @@ import pytest
 
 from integration.harness import Workspace, builder_leftovers, sla_text
 
+pytestmark = pytest.mark.usefixtures("remove_registry_images")
+
 Publish = Callable[..., tuple[str, str]]
 
 
@@ -82,11 +84,6 @@ CASES = [
     Case("missing-method", "bad.yaml", "failed", "evaluate_model",
          _repo(_drop_method, "nomethod")),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _remove_built_images(docker_cleanup: Any, registry: Any) -> None:
-    docker_cleanup.add_image_prefix(registry.host)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -14,7 +14,7 @@ import re
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ from integration.harness import (
     start_registry_on,
 )
 
+pytestmark = pytest.mark.usefixtures("remove_registry_images")
+
 Publish = Callable[..., tuple[str, str]]
 MlFiles = Callable[..., dict[str, str]]
 
@@ -41,18 +43,6 @@ ROLES = ("learner", "aggregator")
 BUILDER_STAGES = ("clone", "check", "dependencies", "build:learner", "build:aggregator",
                   "push:learner", "push:aggregator")
 FAST_RETRIES = {"resync_interval": "2s", "retry_base": "1s", "retry_cap": "2s"}
-
-
-@pytest.fixture(autouse=True)
-def _remove_built_images(docker_cleanup: Any, registry: RegistryServer) -> None:
-    docker_cleanup.add_image_prefix(registry.host)
-
-
-@pytest.fixture
-def builds(tmp_path: Path) -> Iterator[BuilderEvents]:
-    """Docker's events for builder containers, recorded for the whole test."""
-    with BuilderEvents.recording(tmp_path / "docker-events.jsonl") as events:
-        yield events
 
 
 def training(rounds: int) -> str:

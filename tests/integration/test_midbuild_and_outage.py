@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +21,12 @@ from integration.harness import (
     slow_templates,
 )
 
+pytestmark = pytest.mark.usefixtures("remove_registry_images")
+
 Publish = Callable[..., tuple[str, str]]
 MlFiles = Callable[..., dict[str, str]]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST = {"resync_interval": "2s", "retry_base": "1s", "retry_cap": "2s"}
-
-
-@pytest.fixture(autouse=True)
-def _remove_built_images(docker_cleanup: Any, registry: RegistryServer) -> None:
-    docker_cleanup.add_image_prefix(registry.host)
-
-
-@pytest.fixture
-def builds(tmp_path: Path) -> Iterator[BuilderEvents]:
-    with BuilderEvents.recording(tmp_path / "docker-events.jsonl") as events:
-        yield events
 
 
 def row_of(ws: Workspace, project: str) -> dict[str, Any] | None:

@@ -24,13 +24,10 @@ from integration.harness import (
     sla_text,
 )
 
+pytestmark = pytest.mark.usefixtures("remove_registry_images")
+
 Publish = Callable[..., tuple[str, str]]
 MlFiles = Callable[..., dict[str, str]]
-
-
-@pytest.fixture(autouse=True)
-def _remove_built_images(docker_cleanup: Any, registry: Any) -> None:
-    docker_cleanup.add_image_prefix(registry.host)
 
 
 @pytest.fixture
