@@ -107,12 +107,9 @@ class BuildRunner:
             key=spec.build_key, name=spec.name, host=host.name, commit=commit,
             images=spec.request["images"], started_at=utc_now_iso(), leader=leader.name,
         )
-        for project in projects:
-            self.book.change(project.name, phase=Phase.building, build=build,
-                             served_by=build.key)
-            if project is not leader:
-                self.book.log.info(project.name, "deploy", f"shares build {build.key} "
-                                   f"(builder {build.name}, started for {leader.name})")
+        self.book.change(leader.name, phase=Phase.building, build=build, served_by=build.key)
+        for rider in riders:
+            self.join(rider, build)
         self.report(leader.name, f"starting builder on {host.name}")
         try:
             if self.backend.find(host, spec.name) is None:
