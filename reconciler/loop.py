@@ -111,6 +111,7 @@ class Controller:
             workspace.template_dirs, report, self.wake.set,
         )
         self._images: ImageStore | None = None
+        self._next_pull = 0.0  # monotonic time of the next `--pull` fetch
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -139,7 +140,8 @@ class Controller:
             if resync:
                 next_resync = time.monotonic() + interval
             self.reconcile(follow=True, resync=resync)
-            waits = [next_resync - time.monotonic(), self.next_due(), self.runner.next_wake()]
+            waits = [next_resync - time.monotonic(), self.next_due(), self.runner.next_wake(),
+                     self._next_pull - time.monotonic() if self.ws.pull else None]
             self.wake.wait(max(0.0, min(w for w in waits if w is not None)))
             self.wake.clear()
 
@@ -333,10 +335,12 @@ class Controller:
             self.book.change(name, source=source)
 
     def _pull(self) -> None:
-        """Fast-forward the desired repository from its remote; never reset or merge."""
+        """Fast-forward the desired repository from its remote every pull_interval; never
+        reset or merge."""
         repo = self.ws.desired_repo()
-        if self.ws.pull is None or repo is None:
+        if self.ws.pull is None or repo is None or time.monotonic() < self._next_pull:
             return
+        self._next_pull = time.monotonic() + self.config.pull_interval
         result = repo.fast_forward(*self.ws.pull, timeout=self.config.git_timeout)
         endpoint = f"desired repository pull ({'/'.join(self.ws.pull)})"
         if result.status in (PullStatus.up_to_date, PullStatus.fast_forwarded):

@@ -81,6 +81,7 @@ class Config(_Section):
     max_concurrent_builds: int = Field(2, ge=1)
     build_timeout: Duration = 1800.0
     resync_interval: Duration = 60.0
+    pull_interval: Duration = 60.0  # how often --pull fetches the desired repository's remote
     registry_timeout: Duration = 10.0
     git_timeout: Duration = 30.0
     retry_base: Duration = 10.0  # first retry after a failed build; doubles each attempt
