@@ -96,6 +96,13 @@ class BuildRunner:
             self._fail_all(projects, "deploy", f"infrastructure: {NO_HOST}")
             return
         host = hosts[0]
+        platforms = [p.value for p in leader.sla.supported_platforms]
+        if len(platforms) > 1 and not self.backend.has_buildx(host):
+            self._fail_all(projects, "deploy", (
+                f"build: multi-platform images ({', '.join(platforms)}) need docker buildx on "
+                f"the image-builder host {host.name}, which does not have it; install the "
+                "buildx plugin there or request a single platform in supported_platforms"))
+            return
         self.report(leader.name, f"preparing builder image on {host.name}")
         try:
             self._ensure_builder_image(host)

@@ -242,7 +242,8 @@ class Controller:
         self.report(name, "checking registry")
         try:
             store = self._image_store()
-            present = {role: store.exists(ref) for role, ref in refs.items()}
+            platforms = tuple(sorted(p.value for p in sla.supported_platforms))
+            present = {role: store.exists(ref, platforms) for role, ref in refs.items()}
             self.runner.outages.recovered("registry")
         except (RegistryError, BackendError) as error:
             self.runner.outages.failed("registry", str(error))

@@ -70,6 +70,10 @@ class ComposeBackend:
             raise BackendError(f"docker compose up on {host.name} started no container")
         return builder
 
+    def has_buildx(self, host: HostConfig) -> bool:
+        """Whether multi-platform builds are possible there (the buildx plugin answers)."""
+        return bool(DockerClient(host=host.docker_host).buildx.is_installed())
+
     def find(self, host: HostConfig, name: str) -> Builder | None:
         try:
             containers = DockerClient(host=host.docker_host).container.list(

@@ -30,8 +30,15 @@ class RegistryError(RuntimeError):
     """The registry could not say whether an image exists."""
 
 
+DEFAULT_PLATFORMS = ("linux/amd64",)
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+
+
 class ImageStore(Protocol):
-    def exists(self, ref: str) -> bool: ...
+    def exists(self, ref: str, platforms: tuple[str, ...] = DEFAULT_PLATFORMS) -> bool: ...
 
 
 class RegistryImages:
@@ -41,25 +48,46 @@ class RegistryImages:
         self.url = url
         self._client = httpx.Client(base_url=url, timeout=timeout)
 
-    def exists(self, ref: str) -> bool:
+    def exists(self, ref: str, platforms: tuple[str, ...] = DEFAULT_PLATFORMS) -> bool:
+        """One manifest request; an image for other platforms than the default is only
+        present when it covers every requested platform (read from its index or config)."""
         name, tag = split_ref(ref)
+        method = "HEAD" if platforms == DEFAULT_PLATFORMS else "GET"
+        response = self._request(method, f"/v2/{name}/manifests/{tag}", ref,
+                                 {"Accept": MANIFEST_TYPES})
+        if response is None or method == "HEAD":
+            return response is not None
+        return set(platforms) <= self._platforms(name, response, ref)
+
+    def _platforms(self, name: str, manifest: httpx.Response, ref: str) -> set[str]:
+        body = manifest.json()
+        if manifest.headers.get("content-type", "").split(";")[0] in INDEX_TYPES:
+            return {
+                f"{m['platform']['os']}/{m['platform']['architecture']}"
+                for m in body.get("manifests", []) if "platform" in m
+            }
+        config = self._request("GET", f"/v2/{name}/blobs/{body['config']['digest']}", ref, {})
+        data = config.json() if config is not None else {}
+        return {f"{data.get('os', '?')}/{data.get('architecture', '?')}"}
+
+    def _request(self, method: str, path: str, ref: str,
+                 headers: dict[str, str]) -> httpx.Response | None:
+        """The response, None for 404; any other answer is a RegistryError."""
         try:
-            response = self._client.head(
-                f"/v2/{name}/manifests/{tag}", headers={"Accept": MANIFEST_TYPES}
-            )
+            response = self._client.request(method, path, headers=headers)
         except httpx.HTTPError as error:
             raise RegistryError(
                 f"registry {self.url} did not answer ({type(error).__name__}: {error}); "
                 "is it running and reachable?"
             ) from None
-        if response.status_code == 200:
-            return True
         if response.status_code == 404:
-            return False
-        raise RegistryError(
-            f"registry {self.url} answered {response.status_code} for {ref}; "
-            "check the registry's logs and access rights"
-        )
+            return None
+        if response.status_code != 200:
+            raise RegistryError(
+                f"registry {self.url} answered {response.status_code} for {ref}; "
+                "check the registry's logs and access rights"
+            )
+        return response
 
     def close(self) -> None:
         self._client.close()
@@ -72,9 +100,13 @@ class EngineImages:
         self.docker_host = docker_host
         self._docker = DockerClient(host=docker_host)
 
-    def exists(self, ref: str) -> bool:
+    def exists(self, ref: str, platforms: tuple[str, ...] = DEFAULT_PLATFORMS) -> bool:
+        """An engine holds one platform of an image: it must be the one requested."""
         try:
-            return bool(self._docker.image.exists(ref))
+            if not self._docker.image.exists(ref):
+                return False
+            image = self._docker.image.inspect(ref)
+            return set(platforms) <= {f"{image.os}/{image.architecture}"}
         except DockerException as error:
             raise RegistryError(
                 f"Docker engine {self.docker_host} did not answer: {_last_line(error)}"
