@@ -1,4 +1,7 @@
-"""The FLOps repository contract, checked statically (DESIGN §1 stage 3).
+"""The FLOps repository contract, checked statically (DESIGN §1 stage 3): model_manager.py
+defines ModelManager with the six methods, data_manager.py defines what model_manager.py takes
+from it (datamanager.py), and a dependency file (conda.yaml or requirements.txt) exists and
+parses. Every problem names the file and, where there is one, the class, method and line.
 
 Decision: user code is only parsed with `ast`, never imported or executed, so checking an
 untrusted repository is safe and needs none of its dependencies. The price: a `ModelManager`
@@ -12,10 +15,13 @@ import ast
 import difflib
 from pathlib import Path
 
-from .deps import CONDA_FILES, find_conda_file, load_conda
+from .conda import CONDA_FILES, find_conda_file, read_conda
+from .datamanager import check_data_manager
 from .problems import Problem
+from .source import parse, top_level
 
 MODEL_MANAGER_FILE = "model_manager.py"
+REQUIREMENTS_FILE = "requirements.txt"
 MODEL_MANAGER_CLASS = "ModelManager"
 REQUIRED_METHODS = (
     "set_model_data",
@@ -33,7 +39,7 @@ _DEFINE_HINT = (
 
 def check_structure(repo_dir: Path) -> list[Problem]:
     """Every way the repository breaks the FLOps structure contract; empty when it is fine."""
-    return _check_model_manager(repo_dir) + _check_conda_file(repo_dir)
+    return _check_model_manager(repo_dir) + _check_dependency_files(repo_dir)
 
 
 def _check_model_manager(repo_dir: Path) -> list[Problem]:
@@ -48,42 +54,18 @@ def _check_model_manager(repo_dir: Path) -> list[Problem]:
             Problem("repo", MODEL_MANAGER_FILE, f"{MODEL_MANAGER_FILE} is missing at the "
                     "repository root", hint)
         ]
-    try:
-        tree = ast.parse(path.read_bytes(), filename=MODEL_MANAGER_FILE)
-    except SyntaxError as exc:
-        return [
-            Problem("repo", MODEL_MANAGER_FILE, f"syntax error: {exc.msg}",
-                    f"fix the Python syntax of {MODEL_MANAGER_FILE} at line {exc.lineno}",
-                    exc.lineno)
-        ]
-    except ValueError as exc:  # e.g. null bytes in the source
-        return [Problem("repo", MODEL_MANAGER_FILE, f"cannot be parsed: {exc}",
-                        f"make {MODEL_MANAGER_FILE} a plain UTF-8 Python source file")]
-    return _check_class(tree)
-
-
-def _top_level(tree: ast.Module) -> list[ast.stmt]:
-    """Module-level statements, including those inside top-level if/try blocks."""
-    found: list[ast.stmt] = []
-    pending: list[ast.stmt] = list(tree.body)
-    while pending:
-        node = pending.pop(0)
-        found.append(node)
-        if isinstance(node, ast.If):
-            pending.extend(node.body + node.orelse)
-        elif isinstance(node, ast.Try):
-            pending.extend(node.body + node.orelse + node.finalbody)
-            for handler in node.handlers:
-                pending.extend(handler.body)
-    return found
+    tree, problem = parse(path, MODEL_MANAGER_FILE)
+    if problem is not None or tree is None:
+        return [problem] if problem is not None else []
+    return _check_class(tree) + check_data_manager(repo_dir, tree)
 
 
 def _check_class(tree: ast.Module) -> list[Problem]:
-    statements = _top_level(tree)
+    statements = top_level(tree)
     classes = {n.name: n for n in statements if isinstance(n, ast.ClassDef)}
     cls = classes.get(MODEL_MANAGER_CLASS)
     if cls is None:
-        return [_missing_class(statements, list(classes))]
+        return [_missing_class(statements, classes)]
     methods = _methods(cls, classes, set())
     functions = {
         n.name: n.lineno
@@ -93,6 +75,7 @@ def _check_class(tree: ast.Module) -> list[Problem]:
     problems = []
     for method in REQUIRED_METHODS:
         if method in methods:
+            problems += _check_signature(methods[method], method)
             continue
         hint = f"add 'def {method}(self, ...)' to class {MODEL_MANAGER_CLASS}"
         if method in functions:
@@ -105,7 +88,21 @@ def _check_class(tree: ast.Module) -> list[Problem]:
     return problems
 
 
-def _missing_class(statements: list[ast.stmt], class_names: list[str]) -> Problem:
+def _check_signature(node: ast.AST | None, method: str) -> list[Problem]:
+    """A required method that cannot take the instance: FLOps calls it as `manager.method()`."""
+    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        return []
+    static = any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in node.decorator_list)
+    if static or node.args.posonlyargs or node.args.args or node.args.vararg:
+        return []
+    return [Problem(
+        "repo", MODEL_MANAGER_FILE,
+        f"method {MODEL_MANAGER_CLASS}.{method} takes no 'self' parameter",
+        f"write it as 'def {method}(self, ...)' in class {MODEL_MANAGER_CLASS}", node.lineno,
+    )]
+
+
+def _missing_class(statements: list[ast.stmt], classes: dict[str, ast.ClassDef]) -> Problem:
     message = f"{MODEL_MANAGER_FILE} does not define class {MODEL_MANAGER_CLASS}"
     for node in statements:
         if isinstance(node, ast.ImportFrom | ast.Import) and any(
@@ -120,44 +117,51 @@ def _missing_class(statements: list[ast.stmt], class_names: list[str]) -> Proble
                 f"with the methods {_METHODS_TEXT}",
                 node.lineno,
             )
-    close = difflib.get_close_matches(MODEL_MANAGER_CLASS, class_names, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(MODEL_MANAGER_CLASS, list(classes), n=1, cutoff=0.6)
     if close:
         return Problem("repo", MODEL_MANAGER_FILE, f"{message}; it defines class {close[0]}",
                        f"rename class {close[0]} to {MODEL_MANAGER_CLASS} (the name is "
-                       "case-sensitive)")
+                       "case-sensitive)", classes[close[0]].lineno)
     return Problem("repo", MODEL_MANAGER_FILE, message, _DEFINE_HINT)
 
 
-def _methods(cls: ast.ClassDef, classes: dict[str, ast.ClassDef], seen: set[str]) -> set[str]:
-    """Names defined in the class body, plus those of bases defined in the same module."""
+def _methods(
+    cls: ast.ClassDef, classes: dict[str, ast.ClassDef], seen: set[str]
+) -> dict[str, ast.AST]:
+    """Names defined in the class body (-> their node), plus those of bases defined in the
+    same module; the class's own definitions win over its bases'."""
     seen.add(cls.name)
-    names: set[str] = set()
+    names: dict[str, ast.AST] = {}
     for node in cls.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            names.add(node.name)
+            names[node.name] = node
         elif isinstance(node, ast.Assign):
-            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+            names.update((t.id, node) for t in node.targets if isinstance(t, ast.Name))
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            names.add(node.target.id)
+            names[node.target.id] = node
     for base in cls.bases:
         if isinstance(base, ast.Name) and base.id in classes and base.id not in seen:
-            names |= _methods(classes[base.id], classes, seen)
+            for name, inherited in _methods(classes[base.id], classes, seen).items():
+                names.setdefault(name, inherited)
     return names
 
 
-def _check_conda_file(repo_dir: Path) -> list[Problem]:
+def _check_dependency_files(repo_dir: Path) -> list[Problem]:
+    """A conda file or a requirements.txt must exist; a conda file must parse."""
     path = find_conda_file(repo_dir)
     if path is None:
+        if (repo_dir / REQUIREMENTS_FILE).is_file():
+            return []
         names = "/".join(CONDA_FILES)
         hint = ("add conda.yaml at the repository root with a 'dependencies:' list "
-                "(conda packages and a 'pip:' sub-list)")
-        elsewhere = _found_elsewhere(repo_dir, *CONDA_FILES)
+                f"(conda packages and a 'pip:' sub-list), or a {REQUIREMENTS_FILE}")
+        elsewhere = _found_elsewhere(repo_dir, *CONDA_FILES, REQUIREMENTS_FILE)
         if elsewhere:
             hint = f"move {elsewhere} to the repository root"
         return [Problem("repo", CONDA_FILES[0],
-                        f"conda.yaml is missing at the repository root (looked for {names})",
-                        hint)]
-    _document, problem = load_conda(path)
+                        f"conda.yaml is missing at the repository root (looked for {names} "
+                        f"and {REQUIREMENTS_FILE})", hint)]
+    _document, problem = read_conda(path)
     return [problem] if problem is not None else []
 
 

@@ -1,8 +1,10 @@
 """The FL-actor build context: the cloned tree plus a generated `.flops/` directory, as a tar.
 
 Decision: everything the rendered Dockerfiles need beyond the user's code (per-role
-requirements, the entry point) is written into `.flops/` inside the clone, and the same tar
-(the tree minus `.git`) serves every role; the Dockerfile for a role is picked by path.
+requirements, conda-only packages and their channels, the entry point) is written into
+`.flops/` inside the clone, and the same tar (the tree minus `.git`) serves every role; the
+Dockerfile for a role is picked by path. Every file is always written (empty when there is
+nothing to install), so a Dockerfile can COPY it unconditionally.
 """
 
 from __future__ import annotations
@@ -51,9 +53,15 @@ def dockerfile_path(role: str) -> str:
 
 
 def write_flops_dir(
-    repo_dir: Path, dockerfiles: dict[str, str], requirements: dict[str, list[str]]
+    repo_dir: Path,
+    dockerfiles: dict[str, str],
+    requirements: dict[str, list[str]],
+    conda_packages: list[str] | None = None,
+    conda_channels: list[str] | None = None,
 ) -> None:
-    """Write `.flops/Dockerfile.<role>`, `.flops/requirements-<role>.txt` and the entry point."""
+    """Write `.flops/Dockerfile.<role>`, `.flops/requirements-<role>.txt`,
+    `.flops/conda-packages.txt` (conda match specs, one a line), `.flops/conda-channels.txt`
+    and the entry point."""
     flops = repo_dir / FLOPS_DIR
     flops.mkdir(exist_ok=True)
     for role, text in dockerfiles.items():
@@ -61,6 +69,9 @@ def write_flops_dir(
         lines = requirements.get(role, [])
         content = "".join(line + "\n" for line in lines)
         (flops / f"requirements-{role}.txt").write_text(content, encoding="utf-8")
+    for name, lines in (("conda-packages.txt", conda_packages or []),
+                        ("conda-channels.txt", conda_channels or [])):
+        (flops / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     (flops / "entrypoint.py").write_text(ENTRYPOINT, encoding="utf-8")
 
 

@@ -1,8 +1,9 @@
-"""How the builder describes what is wrong: a `Problem` in the user's repository, or a
-`StageFailure` that ends the build.
+"""How the builder describes what it found: a `Problem` in the user's repository, a `Note` a
+stage logs on the way, or a `StageFailure` that ends the build.
 
-Decision: a problem carries its error category (see `protocol.CATEGORIES`) and a hint, so the
-same value serves the builder's result event and the reconciler's local `check-repo` command.
+Decision: a problem carries its error category (see `protocol.CATEGORIES`) and a hint, and a
+note carries its log level and detail lines, so the same values serve the builder's events and
+the reconciler's local `check-repo` command.
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ class Problem:
         if self.message.startswith(self.file):
             return self.message
         return f"{self.file}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Note:
+    """One log event a stage emits (INFO or WARN), with optional detail lines."""
+
+    level: str
+    message: str
+    details: tuple[str, ...] = ()
 
 
 @dataclass

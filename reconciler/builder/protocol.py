@@ -19,7 +19,23 @@ Request (``FLOPS_BUILD_REQUEST``)::
      "push": bool,               # false in registry "local" mode: images stay in the engine
      "dockerfiles": {"learner": str, "aggregator": str},   # rendered by the reconciler
      "labels": {str: str},       # common labels for every image
-     "builder_version": str}
+     "builder_version": str,
+     "python_images": {"3.10": "image:tag", ...},   # optional: FL-actor base per python
+     "conda_base_image": str | null}                # optional: base with conda/mamba
+
+``python_images`` (optional; absent or ``{}`` = always the base image of the rendered
+Dockerfile, the python pin is only recorded): keys are ``major.minor`` versions. When the
+repository pins python (``python=3.10``, ``python==3.10.*``, ``python 3.10``,
+``python>=3.10,<3.11``, ...) the newest key the pin allows selects the image; the builder
+writes it into the first ``FROM`` line of both Dockerfiles. A pin that allows no key is a
+``dependencies`` error naming the pin and the keys; no pin keeps the rendered base.
+
+``conda_base_image`` (optional): a conda-capable image (conda, mamba or micromamba on PATH).
+When conda.yaml lists conda-only packages (cudatoolkit, cudnn, ...) the images build FROM it,
+and the builder writes the packages (plus the python pin) to ``.flops/conda-packages.txt`` and
+the channels to ``.flops/conda-channels.txt``; a Dockerfile that does not mention
+``conda-packages.txt`` gets a COPY/RUN step installing them right after its ``FROM`` line.
+Without it, conda-only packages are a ``dependencies`` error listing them.
 
 Events (stdout, one per line)::
 
@@ -28,9 +44,17 @@ Events (stdout, one per line)::
     {"type": "log", "level": "INFO"|"WARN"|"ERROR", "stage": S, "message": str,
      "details": [str]}                      # details optional: multi-line tool output
     {"type": "result", "ok": true, "images": {role: ref}, "digests": {role: str},
-     "timings": {stage: seconds}, "repairs": [str]}
+     "timings": {stage: seconds}, "repairs": [str],
+     "repair_diffs": [{"roles": [role], "summary": str, "diff": [str]}],
+     "base_image": str | null}              # the FROM image used, when the builder chose it
     {"type": "result", "ok": false, "error": {"category": C, "stage": S, "message": str,
      "hint": str, "details": [str]}, "timings": {...}}
+
+Each dependency repair is a WARN log event of stage ``dependencies`` whose message is the
+summary and whose details are the diff lines (``- <as written>  # <file:line>``,
+``+ <installed instead>``, ``  <kept>  # <file:line> (kept)``); ``repairs`` holds the
+summaries, ``repair_diffs`` the whole repairs, and each image's ``flops.repairs`` label the
+repairs of its role as a compact JSON array of the same objects.
 
 Stages: ``clone``, ``check``, ``dependencies``, ``build:<role>``, ``push:<role>``.
 Error categories: ``repo``, ``dependencies``, ``build``, ``push``, ``infrastructure``.

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import protocol
+from .baseimage import ImageOptions
 from .checks import check_structure
 from .clone import COMMIT, CloneError, clone
 from .context import dockerfile_path, write_flops_dir, write_tar
 from .deps import DependencyPlan, plan_dependencies
+from .dockerfile import IMAGE_REFERENCE, base_image, with_base_image, with_conda_hook
 from .engine import Engine, EngineError, EngineUnreachable, split_reference
 from .problems import StageFailure, failure_from_problems
+from .repairs import REPAIRS_LABEL
+from .versions import parse_series
 
 EngineFactory = Callable[[], Engine]
 
@@ -43,6 +46,7 @@ class Request:
     dockerfiles: dict[str, str]
     labels: dict[str, str]
     push: bool
+    options: ImageOptions = field(default_factory=ImageOptions)
 
 
 def parse_request(raw: str | None) -> Request:
@@ -81,6 +85,18 @@ def parse_request(raw: str | None) -> Request:
     if not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms):
         raise bad("'platforms' must be a list of strings")
     ref = data.get("ref")
+    python_images = data.get("python_images") or {}
+    if not isinstance(python_images, dict) or not all(
+        isinstance(k, str) and parse_series(k) is not None
+        and isinstance(v, str) and IMAGE_REFERENCE.match(v)
+        for k, v in python_images.items()
+    ):
+        raise bad("'python_images' must map python versions like \"3.10\" to image references")
+    conda_base = data.get("conda_base_image") or None
+    if conda_base is not None and not (
+        isinstance(conda_base, str) and IMAGE_REFERENCE.match(conda_base)
+    ):
+        raise bad("'conda_base_image' must be an image reference")
     return Request(
         project=data["project"], repo_url=data["repo_url"],
         source_url=str(data.get("source_url") or data["repo_url"]), commit=data["commit"],
@@ -88,6 +104,7 @@ def parse_request(raw: str | None) -> Request:
         images={r: data["images"][r] for r in protocol.ROLES},
         dockerfiles={r: data["dockerfiles"][r] for r in protocol.ROLES},
         labels=labels, push=data.get("push") is True,
+        options=ImageOptions(dict(python_images), conda_base),
     )
 
 
@@ -122,10 +139,14 @@ class Reporter:
             event["details"] = details
         protocol.emit(event, self.out)
 
-    def succeeded(self, images: dict[str, str], digests: dict[str, str], repairs: list[str]) -> int:
+    def succeeded(
+        self, images: dict[str, str], digests: dict[str, str], plan: DependencyPlan
+    ) -> int:
         protocol.emit(
             {"type": "result", "ok": True, "images": images, "digests": digests,
-             "timings": self.timings, "repairs": repairs},
+             "timings": self.timings, "repairs": plan.repairs,
+             "repair_diffs": [r.as_json() for r in plan.repair_diffs],
+             "base_image": plan.base_image},
             self.out,
         )
         return 0
@@ -181,43 +202,45 @@ def _stages(
         if problems:
             raise failure_from_problems(problems)
         reporter.log("INFO", "repository follows the FLOps structure (model_manager.py "
-                     "defines ModelManager with every required method; conda.yaml parses)")
+                     "defines ModelManager with every required method, what it imports from "
+                     "data_manager.py is defined there, the dependency files parse)")
     with reporter.stage("dependencies"):
-        plan = _dependencies(repo_dir, reporter)
+        plan = plan_dependencies(repo_dir, request.options)
+        if plan.problems:
+            raise failure_from_problems(plan.problems)
+        for note in plan.notes:
+            reporter.log(note.level, note.message, list(note.details))
+        dockerfiles = _dockerfiles(request, plan)
     engine = engine_factory()
-    ids = _build(request, repo_dir, plan, reporter, engine)
+    ids = _build(request, repo_dir, plan, dockerfiles, reporter, engine)
     digests = _push(request, reporter, engine) if request.push else ids
-    return reporter.succeeded(dict(request.images), digests, plan.repairs)
+    return reporter.succeeded(dict(request.images), digests, plan)
 
 
-def _dependencies(repo_dir: Path, reporter: Reporter) -> DependencyPlan:
-    plan = plan_dependencies(repo_dir)
-    if plan.problems:
-        raise failure_from_problems(plan.problems)
-    for repair in plan.repairs:
-        reporter.log("WARN", repair)
-    for warning in plan.warnings:
-        reporter.log("WARN", warning)
-    if plan.python_pin:
-        reporter.log("INFO", f"{plan.conda_file} pins python {plan.python_pin}; the images "
-                     "run the base image's python3 (the pin is recorded, not enforced)")
-    counts = ", ".join(
-        f"{role} {sum(not line.startswith('-') for line in lines)}"
-        for role, lines in plan.requirements.items()
-    )
-    reporter.log("INFO", f"pip requirements per role: {counts}")
-    return plan
-
-
-def _base_image(dockerfile: str) -> str | None:
-    match = re.search(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)", dockerfile, re.MULTILINE | re.IGNORECASE)
-    return match.group(1) if match else None
+def _dockerfiles(request: Request, plan: DependencyPlan) -> dict[str, str]:
+    """The request's Dockerfiles with the plan's base image and conda hook applied."""
+    result: dict[str, str] = {}
+    for role, text in request.dockerfiles.items():
+        try:
+            if plan.base_image:
+                text = with_base_image(text, plan.base_image)
+            if plan.conda_packages:
+                text = with_conda_hook(text)
+        except ValueError as exc:
+            raise StageFailure(
+                "infrastructure", f"cannot set the {role} image's base to {plan.base_image}: "
+                f"{exc}", "the reconciler's FL-actor Dockerfile template needs a FROM line",
+            ) from exc
+        result[role] = text
+    return result
 
 
 def _build(
-    request: Request, repo_dir: Path, plan: DependencyPlan, reporter: Reporter, engine: Engine
+    request: Request, repo_dir: Path, plan: DependencyPlan, dockerfiles: dict[str, str],
+    reporter: Reporter, engine: Engine,
 ) -> dict[str, str]:
-    write_flops_dir(repo_dir, request.dockerfiles, plan.requirements)
+    write_flops_dir(repo_dir, dockerfiles, plan.requirements, plan.conda_packages,
+                    plan.conda_channels)
     ids: dict[str, str] = {}
     with tempfile.TemporaryFile() as tar:
         write_tar(repo_dir, tar)
@@ -226,12 +249,12 @@ def _build(
                 if not ids:
                     _warn_platforms(request, reporter, engine)
                 labels = {**request.labels, "flops.role": role,
-                          "flops.repairs": json.dumps(plan.role_repairs[role])}
+                          REPAIRS_LABEL: plan.label(role)}
                 ref = request.images[role]
                 try:
                     ids[role], _lines = engine.build(tar, ref, dockerfile_path(role), labels)
                 except EngineError as exc:
-                    raise _build_failure(exc, role, request.dockerfiles[role]) from exc
+                    raise _build_failure(exc, role, dockerfiles[role]) from exc
                 reporter.log("INFO", f"built {role} image {ref} ({ids[role]})")
     return ids
 
@@ -271,12 +294,13 @@ def _base_image_failed(exc: EngineError, base: str) -> bool:
 def _build_failure(exc: EngineError, role: str, dockerfile: str) -> StageFailure:
     if isinstance(exc, EngineUnreachable):
         return _unreachable(exc)
-    base = _base_image(dockerfile)
+    base = base_image(dockerfile)
     if base and _base_image_failed(exc, base):
         return StageFailure(
             "infrastructure", f"the {role} image's base image {base} is not available: {exc}",
             f"make {base} available to the engine of the image-builder host (docker load or "
-            "docker import there) or configure another [images] base_image",
+            "docker import there) or configure another base image ([images] base_image, the "
+            "python image map or conda_base_image, whichever chose it)",
             exc.details,
         )
     return StageFailure(

@@ -162,3 +162,140 @@ def test_review_of_a_good_repository_carries_the_dependency_plan(tmp_path: Path)
     assert review.ok
     assert review.plan is not None
     assert review.plan.requirements["learner"] == ["numpy==1.26.4"]
+
+
+def test_a_misspelt_class_name_points_at_its_line(tmp_path: Path) -> None:
+    source = model_manager(cls="Modelmanager")
+    repo = make_repo(tmp_path, {"model_manager.py": source, "conda.yaml": CONDA})
+    [problem] = check_structure(repo)
+    assert problem.describe().startswith("model_manager.py:4: model_manager.py does not define")
+
+
+def test_a_required_method_without_self_names_class_method_and_line(tmp_path: Path) -> None:
+    source = model_manager(REQUIRED_METHODS[:-1]) + "    def evaluate_model():\n        pass\n"
+    repo = make_repo(tmp_path, {"model_manager.py": source, "conda.yaml": CONDA})
+    [problem] = check_structure(repo)
+    assert problem.describe() == (
+        "model_manager.py:20: method ModelManager.evaluate_model takes no 'self' parameter"
+    )
+    assert "def evaluate_model(self, ...)" in problem.hint
+
+
+def test_static_methods_and_star_args_count_as_callable_on_the_instance(tmp_path: Path) -> None:
+    source = (model_manager(REQUIRED_METHODS[:-2])
+              + "    @staticmethod\n    def fit_model():\n        pass\n\n"
+              + "    def evaluate_model(*args):\n        pass\n")
+    repo = make_repo(tmp_path, {"model_manager.py": source, "conda.yaml": CONDA})
+    assert check_structure(repo) == []
+
+
+def test_requirements_txt_alone_satisfies_the_dependency_file_rule(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {"model_manager.py": model_manager(),
+                                "requirements.txt": "numpy==1.26.4\n"})
+    assert check_structure(repo) == []
+
+
+def test_no_dependency_file_at_all_names_both_choices(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {"model_manager.py": model_manager()})
+    [problem] = check_structure(repo)
+    assert "requirements.txt" in problem.message and "requirements.txt" in problem.hint
+
+
+# DataManager: defined in data_manager.py when model_manager.py imports it
+
+
+def with_import(line: str) -> str:
+    return f"{line}\n" + model_manager()
+
+
+@pytest.mark.parametrize(
+    "import_line",
+    ["from data_manager import DataManager", "import data_manager",
+     "import data_manager as dm\nX = dm.DataManager"],
+)
+def test_a_defined_data_manager_passes(tmp_path: Path, import_line: str) -> None:
+    repo = make_repo(tmp_path, {
+        "model_manager.py": with_import(import_line), "conda.yaml": CONDA,
+        "data_manager.py": "try:\n    import numpy\nexcept ImportError:\n    numpy = None\n\n"
+                           "class DataManager:\n    pass\n",
+    })
+    assert check_structure(repo) == []
+
+
+def test_a_missing_data_manager_file_names_the_import_line(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {
+        "model_manager.py": with_import("from data_manager import DataManager"),
+        "conda.yaml": CONDA,
+    })
+    [problem] = check_structure(repo)
+    assert problem.describe() == ("model_manager.py:1: model_manager.py imports data_manager at "
+                                  "line 1, but data_manager.py is missing at the repository root")
+    assert "defining DataManager" in problem.hint
+
+
+def test_data_manager_without_the_class_is_a_problem_in_data_manager_py(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {
+        "model_manager.py": with_import("from data_manager import DataManager"),
+        "data_manager.py": "def load():\n    pass\n", "conda.yaml": CONDA,
+    })
+    [problem] = check_structure(repo)
+    assert (problem.category, problem.file) == ("repo", "data_manager.py")
+    assert problem.message == ("data_manager.py does not define DataManager (imported by "
+                               "model_manager.py at line 1)")
+    assert "class DataManager" in problem.hint
+
+
+def test_module_import_with_attribute_use_is_checked(tmp_path: Path) -> None:
+    source = "import data_manager as dm\n" + model_manager() + "\nDM = dm.DataManager\n"
+    repo = make_repo(tmp_path, {"model_manager.py": source, "conda.yaml": CONDA,
+                                "data_manager.py": "class Datamanager:\n    pass\n"})
+    [problem] = check_structure(repo)
+    assert problem.describe() == ("data_manager.py:1: data_manager.py does not define "
+                                  "DataManager (imported by model_manager.py at line 25)")
+    assert "rename Datamanager to DataManager" in problem.hint
+
+
+def test_an_import_inside_a_method_is_followed_too(tmp_path: Path) -> None:
+    source = model_manager().replace(
+        "    def get_model(self, *args):\n",
+        "    def get_model(self, *args):\n        from data_manager import DataManager\n",
+    )
+    repo = make_repo(tmp_path, {"model_manager.py": source, "conda.yaml": CONDA,
+                                "data_manager.py": "X = 1\n"})
+    [problem] = check_structure(repo)
+    assert "does not define DataManager (imported by model_manager.py at line 9)" \
+        in problem.message
+
+
+def test_a_syntax_error_in_data_manager_names_its_line(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {
+        "model_manager.py": with_import("from data_manager import DataManager"),
+        "data_manager.py": "class DataManager:\n    def f(self)\n", "conda.yaml": CONDA,
+    })
+    [problem] = check_structure(repo)
+    assert (problem.file, problem.line) == ("data_manager.py", 2)
+
+
+def test_without_an_import_data_manager_is_not_required(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {"model_manager.py": model_manager(), "conda.yaml": CONDA,
+                                "data_manager.py": "def broken(:\n"})
+    assert check_structure(repo) == []
+
+
+def test_a_star_import_in_data_manager_cannot_be_checked_and_passes(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {
+        "model_manager.py": with_import("from data_manager import DataManager"),
+        "data_manager.py": "from .impl import *\n", "conda.yaml": CONDA,
+    })
+    assert check_structure(repo) == []
+
+
+def test_data_manager_is_checked_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "executed"
+    repo = make_repo(tmp_path, {
+        "model_manager.py": with_import("from data_manager import DataManager"),
+        "data_manager.py": f"open({str(marker)!r}, 'w')\nclass DataManager:\n    pass\n",
+        "conda.yaml": CONDA,
+    })
+    assert check_structure(repo) == []
+    assert not marker.exists()

@@ -6,6 +6,7 @@ Docker Engine API served on a unix socket.
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import os
@@ -24,7 +25,9 @@ import pytest
 from reconciler.builder import protocol
 from reconciler.builder.checks import REQUIRED_METHODS
 from reconciler.builder.clone import CloneError, clone
+from reconciler.builder.deps import ImageOptions
 from reconciler.builder.engine import Engine, EngineError, EngineUnreachable, split_reference
+from reconciler.builder.review import review_repository
 from reconciler.builder.run import run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -401,3 +404,193 @@ def test_an_absent_engine_is_unreachable(tmp_path: Path) -> None:
 )
 def test_split_reference(ref: str, expected: tuple[str, str]) -> None:
     assert split_reference(ref) == expected
+
+
+# Dependency repairs, base images and conda packages as the reconciler sees them.
+
+PYTHON_IMAGES = {"3.10": "reg.example/py:3.10", "3.11": "reg.example/py:3.11"}
+
+
+def log_events(events: list[dict[str, Any]], level: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == "log" and e["level"] == level]
+
+
+def test_each_repair_is_a_warn_event_with_its_diff_and_in_the_role_label(
+    tmp_path: Path,
+) -> None:
+    conda = ("name: fl\ndependencies:\n  - python=3.10\n  - pytorch=2.1\n  - pip:\n"
+             "    - mlflow==2.9.2\n")
+    repo, commit = git_repo(tmp_path, {"model_manager.py": MODEL_MANAGER, "conda.yaml": conda,
+                                       "requirements.txt": "flwr==1.5\n",
+                                       "net.py": "import torchvision\n"})
+    engine = FakeEngine()
+    code, events = run_in_process(request(repo, commit), engine)
+    assert code == 0
+    warns = log_events(events, "WARN")
+    assert {e["stage"] for e in warns} == {"dependencies"}
+    mlflow = next(e for e in warns if e["message"].startswith("learner: removed mlflow"))
+    assert mlflow["details"] == ["- mlflow==2.9.2  # conda.yaml:6",
+                                 "+ (removed for the learner; the aggregator keeps it)"]
+    torchvision = next(e for e in warns if "added torchvision==0.16.*" in e["message"])
+    assert torchvision["details"][0].startswith("+ torchvision==0.16.*  # imported at net.py:1")
+    result = events[-1]
+    assert [r["summary"] for r in result["repair_diffs"]] == result["repairs"]
+    assert [r["diff"] for r in result["repair_diffs"]] == [e["details"] for e in warns]
+    (_, _, l_labels, _), (_, _, a_labels, _) = engine.builds
+    learner = json.loads(l_labels["flops.repairs"])
+    aggregator = json.loads(a_labels["flops.repairs"])
+    assert {"roles": ["learner"], "summary": mlflow["message"],
+            "diff": mlflow["details"]} in learner
+    assert all(r["roles"] != ["learner"] for r in aggregator)
+    assert len(learner) == len(aggregator) + 1
+    files = engine.contexts[req_tag(engine, "learner")]
+    assert files[".flops/requirements-learner.txt"] == b"torch==2.1.*\nflwr==1.5\n" \
+        b"torchvision==0.16.*\n"
+    assert files[".flops/requirements-aggregator.txt"] == b"torch==2.1.*\nmlflow==2.9.2\n" \
+        b"flwr==1.5\ntorchvision==0.16.*\n"
+    assert files[".flops/conda-packages.txt"] == b""
+
+
+def req_tag(engine: FakeEngine, role: str) -> str:
+    return next(tag for tag, path, _labels, _names in engine.builds if path.endswith(role))
+
+
+def test_the_python_pin_selects_the_from_image_of_both_dockerfiles(
+    good_repo: tuple[Path, str]
+) -> None:
+    engine = FakeEngine()
+    req = {**request(*good_repo), "python_images": PYTHON_IMAGES}
+    code, events = run_in_process(req, engine)
+    assert code == 0
+    files = engine.contexts[req_tag(engine, "learner")]
+    expected = b"FROM reg.example/py:3.11\nENV FLOPS_ROLE=learner\n"
+    assert files[".flops/Dockerfile.learner"] == expected
+    assert files[".flops/Dockerfile.aggregator"].startswith(b"FROM reg.example/py:3.11\n")
+    infos = [e["message"] for e in log_events(events, "INFO") if e["stage"] == "dependencies"]
+    assert "conda.yaml:3 pins python=3.11: the images build from reg.example/py:3.11 " \
+           "(python 3.11)" in infos
+    assert events[-1]["base_image"] == "reg.example/py:3.11"
+
+
+def test_a_python_pin_without_an_image_fails_the_dependencies_stage(
+    good_repo: tuple[Path, str]
+) -> None:
+    req = {**request(*good_repo), "python_images": {"3.9": "py:3.9", "3.10": "py:3.10"}}
+    engine = FakeEngine()
+    code, events = run_in_process(req, engine)
+    assert code == 1
+    error = events[-1]["error"]
+    assert (error["category"], error["stage"]) == ("dependencies", "dependencies")
+    assert error["message"] == ("conda.yaml:3: the python pin 'python=3.11' matches none of "
+                                "the configured python images (3.9, 3.10)")
+    assert engine.builds == []
+
+
+def test_without_a_python_map_the_rendered_base_is_kept(good_repo: tuple[Path, str]) -> None:
+    engine = FakeEngine()
+    code, events = run_in_process({**request(*good_repo), "python_images": {}}, engine)
+    assert code == 0
+    files = engine.contexts[req_tag(engine, "learner")]
+    assert files[".flops/Dockerfile.learner"].startswith(b"FROM base\n")
+    assert events[-1]["base_image"] is None
+
+
+def test_conda_only_packages_build_from_the_conda_base_with_the_hook(tmp_path: Path) -> None:
+    conda = ("name: fl\nchannels: [nvidia, conda-forge]\ndependencies:\n  - python=3.11\n"
+             "  - cudatoolkit=11.8\n  - pip:\n    - flwr\n")
+    repo, commit = git_repo(tmp_path, {"model_manager.py": MODEL_MANAGER, "conda.yaml": conda})
+    engine = FakeEngine()
+    req = {**request(repo, commit), "conda_base_image": "reg.example/conda:24",
+           "python_images": PYTHON_IMAGES}
+    code, events = run_in_process(req, engine)
+    assert code == 0, events[-1]
+    files = engine.contexts[req_tag(engine, "learner")]
+    dockerfile = files[".flops/Dockerfile.learner"].decode()
+    assert dockerfile.startswith("FROM reg.example/conda:24\n")
+    assert "--file /tmp/flops/conda-packages.txt" in dockerfile
+    assert files[".flops/conda-packages.txt"] == b"python=3.11\ncudatoolkit=11.8\n"
+    assert files[".flops/conda-channels.txt"] == b"nvidia\nconda-forge\n"
+    assert files[".flops/requirements-learner.txt"] == b"flwr\n"
+
+
+def test_conda_only_packages_without_a_conda_base_fail_listing_them(tmp_path: Path) -> None:
+    conda = "dependencies:\n  - cudatoolkit=11.8\n  - cudnn\n"
+    repo, commit = git_repo(tmp_path, {"model_manager.py": MODEL_MANAGER, "conda.yaml": conda})
+    code, events = run_in_process(request(repo, commit), FakeEngine())
+    assert code == 1
+    error = events[-1]["error"]
+    assert error["category"] == "dependencies"
+    assert "cudatoolkit=11.8 (conda.yaml:2), cudnn (conda.yaml:3)" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [({"python_images": ["3.10"]}, "'python_images'"),
+     ({"python_images": {"py3": "img"}}, "'python_images'"),
+     ({"python_images": {"3.10": "img\nRUN evil"}}, "'python_images'"),
+     ({"conda_base_image": "a b"}, "'conda_base_image'")],
+)
+def test_malformed_base_image_fields_are_infrastructure_errors(
+    good_repo: tuple[Path, str], changes: dict[str, Any], fragment: str
+) -> None:
+    code, events = run_in_process({**request(*good_repo), **changes}, FakeEngine())
+    assert code == 1
+    error = events[-1]["error"]
+    assert error["category"] == "infrastructure" and fragment in error["message"]
+
+
+# check-repo's review gives the builder's verdict, from the same functions.
+
+VERDICT_REPOS: dict[str, dict[str, str]] = {
+    "good": {"model_manager.py": MODEL_MANAGER, "conda.yaml": CONDA,
+             "requirements.txt": "flwr\nnumpy==1.26.4\n", "m.py": "import torchvision\n"},
+    "no-model-manager": {"conda.yaml": CONDA},
+    "conflict": {"model_manager.py": MODEL_MANAGER, "conda.yaml": CONDA,
+                 "requirements.txt": "mlflow==2.10\n"},
+    "no-data-manager": {"model_manager.py": "from data_manager import DataManager\n"
+                        + MODEL_MANAGER, "conda.yaml": CONDA},
+    "python-unmatched": {"model_manager.py": MODEL_MANAGER,
+                         "conda.yaml": CONDA.replace("python=3.11", "python=3.8")},
+    "conda-only": {"model_manager.py": MODEL_MANAGER,
+                   "conda.yaml": CONDA.replace("  - pip:", "  - cudnn\n  - pip:")},
+    "requirements-only": {"model_manager.py": MODEL_MANAGER,
+                          "requirements.txt": "torch==2.2.0\nmlflow\n",
+                          "m.py": "from torchvision import models\n"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(VERDICT_REPOS))
+def test_the_review_gives_the_builders_verdict(tmp_path: Path, name: str) -> None:
+    repo, commit = git_repo(tmp_path, VERDICT_REPOS[name])
+    req = {**request(repo, commit), "python_images": PYTHON_IMAGES}
+    code, events = run_in_process(req, FakeEngine())
+    review = review_repository(repo, ImageOptions(python_images=PYTHON_IMAGES))
+    result = events[-1]
+    assert review.ok is result["ok"] is (code == 0)
+    if review.ok:
+        assert review.plan is not None
+        assert [r.as_json() for r in review.repair_diffs] == result["repair_diffs"]
+        logged = [(e["level"], e["message"], e.get("details", [])) for e in events
+                  if e["type"] == "log" and e["stage"] == "dependencies"]
+        assert logged == [(n.level, n.message, list(n.details)) for n in review.notes]
+    else:
+        failure = review.failure
+        assert failure is not None
+        assert (failure.category, failure.message, failure.hint) == (
+            result["error"]["category"], result["error"]["message"], result["error"]["hint"])
+        assert review.failed_stage == result["error"]["stage"]
+
+
+def test_the_builder_package_imports_only_the_standard_library_and_yaml() -> None:
+    allowed = set(sys.stdlib_module_names) | {"yaml", "__future__"}
+    for path in sorted((ROOT / "reconciler" / "builder").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] in allowed, f"{path.name} imports {name}"

@@ -1,0 +1,54 @@
+"""A dependency repair: what the builder changed, for which roles, as a before/after diff.
+
+Decision: one value carries a repair everywhere it is shown: the observer log (a WARN event
+whose details are the diff lines), the result event, `check-repo`, and the `flops.repairs`
+image label, which holds the repairs of that image's role as a JSON array of
+`{"roles": [...], "summary": str, "diff": [str]}` objects.
+
+Diff lines are unified-diff-like: `- ` a line as the repository wrote it, `+ ` what the
+image installs instead, `  ` a line that stays (context); each names its origin after `  # `.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .protocol import ROLES
+
+REPAIRS_LABEL = "flops.repairs"
+BOTH_ROLES = " and ".join(ROLES)  # how a summary starts when a repair applies to every role
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One change to the requirements the repository asked for."""
+
+    roles: tuple[str, ...]
+    summary: str  # one line, starting with the roles: "learner: removed mlflow==2.9.2 (...)"
+    diff: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"roles": list(self.roles), "summary": self.summary, "diff": list(self.diff)}
+
+
+def removed(text: str, origin: str) -> str:
+    return f"- {text}  # {origin}"
+
+
+def added(text: str, why: str = "") -> str:
+    return f"+ {text}" + (f"  # {why}" if why else "")
+
+
+def kept(text: str, origin: str) -> str:
+    return f"  {text}  # {origin} (kept)"
+
+
+def label_value(repairs: Iterable[Repair], role: str) -> str:
+    """The `flops.repairs` label of a role's image: that role's repairs as compact JSON."""
+    return json.dumps(
+        [r.as_json() for r in repairs if role in r.roles], separators=(",", ":"),
+        ensure_ascii=False,
+    )
