@@ -109,7 +109,13 @@ class BuildRunner:
         except BuilderImageError as error:
             self._fail_all(projects, "deploy", f"infrastructure: {error}")
             return
-        spec = builder_spec(leader, commit, self.config, host, self.env)
+        try:
+            ca_bundle = self._ca_bundle()
+        except OSError as error:
+            self._fail_all(projects, "deploy", f"infrastructure: cannot read [build] ca_bundle "
+                           f"{self.config.build.ca_bundle}: {error.strerror}; fix the path")
+            return
+        spec = builder_spec(leader, commit, self.config, host, self.env, ca_bundle=ca_bundle)
         build = BuildRecord(
             key=spec.build_key, name=spec.name, host=host.name, commit=commit,
             images=spec.request["images"], started_at=utc_now_iso(), leader=leader.name,
@@ -131,6 +137,10 @@ class BuildRunner:
         except BackendError as error:
             self.outages.failed(f"Docker host {host.name}", str(error))
             self._fail_all(projects, "deploy", f"infrastructure: {error}")
+
+    def _ca_bundle(self) -> str:
+        path = self.config.build.ca_bundle
+        return Path(path).read_text(encoding="utf-8") if path else ""
 
     def join(self, project: DesiredProject, build: BuildRecord) -> None:
         """Let ``project`` share a builder that is already running for the same key."""

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler import __version__
 from reconciler.builds import NO_HOST, BuildRunner, failed_record
+from reconciler.core.build_request import project_build_key
 from reconciler.core.config import Config
-from reconciler.core.naming import build_key, image_refs
+from reconciler.core.naming import image_refs
 from reconciler.core.plan import Action, PlanItem, make_plan
 from reconciler.core.project import Desired, DesiredProject, InvalidProject, Phase, ProjectRecord
 from reconciler.core.render import make_environment
@@ -249,7 +249,7 @@ class Controller:
             self.runner.outages.failed("registry", str(error))
             self._fail(want, have, commit, "registry", f"infrastructure: {error}")
             return
-        key = build_key(want.image_inputs, commit, __version__)
+        key = project_build_key(want, commit, self.config)
         if all(present.values()):
             self.book.log.info(name, "registry", "images exist, no build needed: "
                                + ", ".join(refs[role] for role in sorted(refs)))

@@ -58,10 +58,12 @@ def write_flops_dir(
     requirements: dict[str, list[str]],
     conda_packages: list[str] | None = None,
     conda_channels: list[str] | None = None,
+    ca_bundle: str = "",
 ) -> None:
     """Write `.flops/Dockerfile.<role>`, `.flops/requirements-<role>.txt`,
-    `.flops/conda-packages.txt` (conda match specs, one a line), `.flops/conda-channels.txt`
-    and the entry point."""
+    `.flops/conda-packages.txt` (conda match specs, one a line), `.flops/conda-channels.txt`,
+    `.flops/ca-bundle.pem` (an extra CA bundle for pip, empty when none) and the entry
+    point."""
     flops = repo_dir / FLOPS_DIR
     flops.mkdir(exist_ok=True)
     for role, text in dockerfiles.items():
@@ -72,6 +74,7 @@ def write_flops_dir(
     for name, lines in (("conda-packages.txt", conda_packages or []),
                         ("conda-channels.txt", conda_channels or [])):
         (flops / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    (flops / "ca-bundle.pem").write_text(ca_bundle, encoding="utf-8")
     (flops / "entrypoint.py").write_text(ENTRYPOINT, encoding="utf-8")
 
 

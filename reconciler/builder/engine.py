@@ -146,13 +146,17 @@ class Engine:
         dockerfile_path: str,
         labels: dict[str, str],
         *,
+        build_args: dict[str, str] | None = None,
+        network: str | None = None,
         on_line: Callable[[str], None] | None = None,
     ) -> tuple[str, list[str]]:
-        """Build `tag` from a tar context; (image id, output lines). EngineError on failure."""
-        query = urllib.parse.urlencode(
-            {"t": tag, "dockerfile": dockerfile_path, "labels": json.dumps(labels),
-             "rm": "1", "forcerm": "1"}
-        )
+        """Build `tag` from a tar context; (image id, output lines). EngineError on failure.
+        `network`: the network of the RUN steps (e.g. "host" to reach a local index)."""
+        fields = {"t": tag, "dockerfile": dockerfile_path, "labels": json.dumps(labels),
+                  "rm": "1", "forcerm": "1", "buildargs": json.dumps(build_args or {})}
+        if network:
+            fields["networkmode"] = network
+        query = urllib.parse.urlencode(fields)
         headers = {"Content-Type": "application/x-tar"}
         if not isinstance(context, bytes):
             context.seek(0, os.SEEK_END)

@@ -21,7 +21,15 @@ Request (``FLOPS_BUILD_REQUEST``)::
      "labels": {str: str},       # common labels for every image
      "builder_version": str,
      "python_images": {"3.10": "image:tag", ...},   # optional: FL-actor base per python
-     "conda_base_image": str | null}                # optional: base with conda/mamba
+     "conda_base_image": str | null,                # optional: base with conda/mamba
+     "build_args": {"PIP_INDEX_URL": str, ...},     # optional: air-gapped / proxied sites
+     "build_network": str | null,                   # optional: network of the RUN steps
+     "ca_bundle": str}                              # optional: extra CA bundle (PEM) for pip
+
+``build_args`` may set only PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_TRUSTED_HOST,
+HTTP_PROXY, HTTPS_PROXY and NO_PROXY: the FL-actor Dockerfile declares exactly these ARGs, so
+they reach the dependency step without staying in the image. ``ca_bundle`` is written to
+``.flops/ca-bundle.pem`` and trusted by pip while the dependencies install.
 
 ``python_images`` (optional; absent or ``{}`` = always the base image of the rendered
 Dockerfile, the python pin is only recorded): keys are ``major.minor`` versions. When the

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import tempfile
 import time
 import traceback
@@ -30,6 +31,10 @@ from .repairs import REPAIRS_LABEL
 from .versions import parse_series
 
 EngineFactory = Callable[[], Engine]
+# The only build arguments a request may set: the FL-actor Dockerfile declares exactly these.
+BUILD_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "HTTP_PROXY",
+              "HTTPS_PROXY", "NO_PROXY")
+NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,9 @@ class Request:
     labels: dict[str, str]
     push: bool
     options: ImageOptions = field(default_factory=ImageOptions)
+    build_args: dict[str, str] = field(default_factory=dict)
+    build_network: str | None = None
+    ca_bundle: str = ""
 
 
 def parse_request(raw: str | None) -> Request:
@@ -97,6 +105,18 @@ def parse_request(raw: str | None) -> Request:
         isinstance(conda_base, str) and IMAGE_REFERENCE.match(conda_base)
     ):
         raise bad("'conda_base_image' must be an image reference")
+    build_args = data.get("build_args") or {}
+    if not isinstance(build_args, dict) or not all(
+        isinstance(k, str) and k in BUILD_ARGS and isinstance(v, str)
+        for k, v in build_args.items()
+    ):
+        raise bad(f"'build_args' may only set {', '.join(BUILD_ARGS)} to strings")
+    network = data.get("build_network") or None
+    if network is not None and not (isinstance(network, str) and NETWORK.match(network)):
+        raise bad("'build_network' must be a Docker network name")
+    ca_bundle = data.get("ca_bundle") or ""
+    if not isinstance(ca_bundle, str):
+        raise bad("'ca_bundle' must be PEM text")
     return Request(
         project=data["project"], repo_url=data["repo_url"],
         source_url=str(data.get("source_url") or data["repo_url"]), commit=data["commit"],
@@ -105,6 +125,7 @@ def parse_request(raw: str | None) -> Request:
         dockerfiles={r: data["dockerfiles"][r] for r in protocol.ROLES},
         labels=labels, push=data.get("push") is True,
         options=ImageOptions(dict(python_images), conda_base),
+        build_args=dict(build_args), build_network=network, ca_bundle=ca_bundle,
     )
 
 
@@ -240,7 +261,7 @@ def _build(
     reporter: Reporter, engine: Engine,
 ) -> dict[str, str]:
     write_flops_dir(repo_dir, dockerfiles, plan.requirements, plan.conda_packages,
-                    plan.conda_channels)
+                    plan.conda_channels, request.ca_bundle)
     ids: dict[str, str] = {}
     with tempfile.TemporaryFile() as tar:
         write_tar(repo_dir, tar)
@@ -252,7 +273,9 @@ def _build(
                           REPAIRS_LABEL: plan.label(role)}
                 ref = request.images[role]
                 try:
-                    ids[role], _lines = engine.build(tar, ref, dockerfile_path(role), labels)
+                    ids[role], _lines = engine.build(
+                        tar, ref, dockerfile_path(role), labels,
+                        build_args=request.build_args, network=request.build_network)
                 except EngineError as exc:
                     raise _build_failure(exc, role, dockerfiles[role]) from exc
                 reporter.log("INFO", f"built {role} image {ref} ({ids[role]})")

@@ -18,6 +18,7 @@ from types import FrameType
 
 import watchfiles
 
+from reconciler.builder.baseimage import ImageOptions
 from reconciler.builder.clone import CloneError, clone
 from reconciler.builder.review import review_repository
 from reconciler.cli.doctor import run_doctor
@@ -189,9 +190,11 @@ def check_repo(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"reconciler: --ref {error}", file=sys.stderr)
         return ERROR
+    images = workspace(args).config.images
+    options = ImageOptions(dict(images.python), images.conda_base_image)
     local = is_local(target) or Path(target).exists()
     if local and args.ref is None and not (Path(local_path(target)) / ".git").exists():
-        return _report_review(Path(local_path(target)), args.json)
+        return _report_review(Path(local_path(target)), args.json, options)
     with tempfile.TemporaryDirectory(prefix="flops-check-") as tmp:
         try:
             location = str(Path(local_path(target)).resolve()) if local else target
@@ -200,14 +203,16 @@ def check_repo(args: argparse.Namespace) -> int:
         except (GitRemoteError, CloneError) as error:
             print(f"reconciler: {error}", file=sys.stderr)
             return PROBLEMS
-        return _report_review(Path(tmp) / "repo", args.json)
+        return _report_review(Path(tmp) / "repo", args.json, options)
 
 
-def _report_review(repo_dir: Path, as_json: bool) -> int:
-    review = review_repository(repo_dir)
+def _report_review(repo_dir: Path, as_json: bool, options: ImageOptions) -> int:
+    """The builder's own verdict on the tree: the same functions its stages call."""
+    review = review_repository(repo_dir, options)
     if as_json:
         dump_json({
             "ok": review.ok,
+            "stage": review.failed_stage,
             "problems": [
                 {"category": p.category, "file": p.file, "line": p.line,
                  "message": p.message, "hint": p.hint}
@@ -215,17 +220,18 @@ def _report_review(repo_dir: Path, as_json: bool) -> int:
             ],
             "python": review.plan.python_pin if review.plan else None,
             "requirements": review.plan.requirements if review.plan else {},
-            "repairs": review.plan.repairs if review.plan else [],
-            "warnings": review.plan.warnings if review.plan else [],
+            "repairs": [repair.as_json() for repair in review.repair_diffs],
+            "notes": [{"level": n.level, "message": n.message, "details": list(n.details)}
+                      for n in review.notes],
         })
     else:
         for problem in review.problems:
             print(f"problem  {problem.describe()}\n         fix: {problem.hint}")
+        for note in review.notes:
+            print(f"{note.level.lower():<9}{note.message}")
+            for line in note.details:
+                print(f"           {line}")
         if review.plan:
-            for repair in review.plan.repairs:
-                print(f"repair   {repair}")
-            for warning in review.plan.warnings:
-                print(f"warning  {warning}")
             for role, lines in sorted(review.plan.requirements.items()):
                 print(f"{role:<9}{', '.join(lines) or '(no extra packages)'}")
         print("ok" if review.ok else f"{len(review.problems)} problem(s)")

@@ -36,11 +36,29 @@ def image_labels(project: DesiredProject, commit: str, key: str) -> dict[str, st
     }
 
 
+def build_settings(config: Config) -> dict[str, Any]:
+    """The configuration that shapes the images, part of the build key: changing the base
+    images or the package index makes a different build."""
+    return {
+        "base_image": config.images.base_image,
+        "python_images": config.images.python,
+        "conda_base_image": config.images.conda_base_image,
+        "build_args": config.build.build_args(),
+        "ca_bundle": config.build.ca_bundle,
+    }
+
+
+def project_build_key(project: DesiredProject, commit: str, config: Config) -> str:
+    return build_key(project.image_inputs, commit, __version__, build_settings(config))
+
+
 def builder_spec(
-    project: DesiredProject, commit: str, config: Config, host: HostConfig, env: Environment
+    project: DesiredProject, commit: str, config: Config, host: HostConfig, env: Environment,
+    *, ca_bundle: str = "",
 ) -> BuilderSpec:
+    """``ca_bundle``: the PEM text of ``[build] ca_bundle``, read by the caller."""
     sla = project.sla
-    key = build_key(project.image_inputs, commit, __version__)
+    key = project_build_key(project, commit, config)
     local = is_local(sla.ml_repo_url)
     request: dict[str, Any] = {
         "project": project.name,
@@ -60,6 +78,11 @@ def builder_spec(
         },
         "labels": image_labels(project, commit, key),
         "builder_version": __version__,
+        "python_images": dict(config.images.python),
+        "conda_base_image": config.images.conda_base_image,
+        "build_args": config.build.build_args(),
+        "build_network": config.build.network,
+        "ca_bundle": ca_bundle,
     }
     return BuilderSpec(
         name=builder_name(project.name, key),

@@ -68,6 +68,30 @@ class BuilderConfig(_Section):
 
 class ImagesConfig(_Section):
     base_image: str = "python:3.11-slim"
+    # `[images.python]`: FL-actor base image per python version pinned in conda.yaml.
+    python: dict[str, str] = Field(default_factory=dict)
+    conda_base_image: str | None = None  # for repositories that need conda-only packages
+
+
+class BuildConfig(_Section):
+    """`[build]`: how the FL-actor images reach packages (air-gapped or proxied sites)."""
+
+    pip_index_url: str | None = None
+    pip_extra_index_url: str | None = None
+    pip_trusted_host: str | None = None
+    http_proxy: str | None = None
+    https_proxy: str | None = None
+    no_proxy: str | None = None
+    ca_bundle: str | None = None  # path of a PEM file on the reconciler's machine
+    network: str = "host"  # network of the RUN steps; "host" reaches a local index
+
+    def build_args(self) -> dict[str, str]:
+        values = {
+            "PIP_INDEX_URL": self.pip_index_url, "PIP_EXTRA_INDEX_URL": self.pip_extra_index_url,
+            "PIP_TRUSTED_HOST": self.pip_trusted_host, "HTTP_PROXY": self.http_proxy,
+            "HTTPS_PROXY": self.https_proxy, "NO_PROXY": self.no_proxy,
+        }
+        return {key: value for key, value in values.items() if value}
 
 
 def _default_hosts() -> tuple[HostConfig, ...]:
@@ -89,6 +113,7 @@ class Config(_Section):
     max_attempts: int = Field(5, ge=1)  # then the project stays failed: "retries exhausted"
     builder: BuilderConfig = BuilderConfig()
     images: ImagesConfig = ImagesConfig()
+    build: BuildConfig = BuildConfig()
     hosts: tuple[HostConfig, ...] = Field(default_factory=_default_hosts)
 
     @field_validator("registry")

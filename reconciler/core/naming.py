@@ -34,13 +34,21 @@ def digest_of(value: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def build_key(image_inputs: dict[str, Any], commit: str, builder_version: str) -> str:
+def build_key(
+    image_inputs: dict[str, Any],
+    commit: str,
+    builder_version: str,
+    settings: dict[str, Any] | None = None,
+) -> str:
     """Identifies one build: equal keys mean identical images.
 
     The ref is left out: two refs that resolve to one commit build the same images.
     """
     inputs = {k: v for k, v in image_inputs.items() if k != "ml_repo_ref"}
-    return digest_of({"inputs": inputs, "commit": commit, "builder": builder_version})[:16]
+    identity: dict[str, Any] = {"inputs": inputs, "commit": commit, "builder": builder_version}
+    if settings:
+        identity["settings"] = settings
+    return digest_of(identity)[:16]
 
 
 def builder_name(project: str, key: str) -> str:

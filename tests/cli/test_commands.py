@@ -105,7 +105,11 @@ def test_check_repo_on_a_good_and_a_broken_repository(tmp_path: Path) -> None:
     assert verdict["ok"] is True
     assert not any("mlflow" in line for line in verdict["requirements"]["learner"])
     assert any("mlflow" in line for line in verdict["requirements"]["aggregator"])
-    assert any("mlflow" in repair for repair in verdict["repairs"])
+    (repair,) = [r for r in verdict["repairs"] if "mlflow" in r["summary"]]
+    assert repair["roles"] == ["learner"]
+    assert any(line.startswith("- mlflow==2.9.2") for line in repair["diff"])
+    text = reconciler(tmp_path, "check-repo", str(good))
+    assert text.returncode == 0 and "- mlflow==2.9.2" in text.stdout  # the diff, as logged
 
     files = flops_ml_repo_files()
     files["model_manager.py"] = files["model_manager.py"].replace("def fit_model", "def fit")

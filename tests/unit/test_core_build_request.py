@@ -11,7 +11,7 @@ import yaml
 
 from reconciler import __version__
 from reconciler.builder.protocol import REQUEST_ENV
-from reconciler.core.build_request import builder_spec, image_labels
+from reconciler.core.build_request import build_settings, builder_spec, image_labels
 from reconciler.core.config import LOCAL_REGISTRY_PREFIX, Config, HostConfig
 from reconciler.core.naming import ROLES, build_key, builder_name
 from reconciler.core.project import DesiredProject
@@ -88,7 +88,8 @@ def test_labels_name_the_source_and_revision() -> None:
 def test_the_builder_is_named_after_project_and_build_key() -> None:
     demo = project()
     spec = builder_spec(demo, COMMIT, Config(), HOST, ENV)
-    assert spec.build_key == build_key(demo.image_inputs, COMMIT, __version__)
+    assert spec.build_key == build_key(demo.image_inputs, COMMIT, __version__,
+                                       build_settings(Config()))
     assert spec.request["build_key"] == spec.build_key
     assert spec.name == builder_name("demo", spec.build_key)
     assert checked_key(spec.name) == spec.name
@@ -159,3 +160,21 @@ def test_a_local_repository_is_mounted_read_only_and_cloned_from_the_mount(
         {"type": "bind", "source": str(repo.resolve()), "target": REPO_MOUNT, "read_only": True}
     ]
     assert json.loads(builder["environment"][REQUEST_ENV].replace("$$", "$")) == spec.request
+
+
+def test_site_settings_reach_the_request_and_change_the_build_key() -> None:
+    plain = builder_spec(project(), COMMIT, Config(), HOST, ENV)
+    site = Config.model_validate({
+        "images": {"python": {"3.10": "py310:base"}, "conda_base_image": "conda:base"},
+        "build": {"pip_index_url": "http://127.0.0.1:8080/simple", "https_proxy": "http://p:3128",
+                  "ca_bundle": "/etc/site-ca.pem", "network": "bridge"},
+    })
+    spec = builder_spec(project(), COMMIT, site, HOST, ENV, ca_bundle="PEM")
+    assert spec.request["build_args"] == {
+        "PIP_INDEX_URL": "http://127.0.0.1:8080/simple", "HTTPS_PROXY": "http://p:3128"}
+    assert spec.request["python_images"] == {"3.10": "py310:base"}
+    assert spec.request["conda_base_image"] == "conda:base"
+    assert spec.request["build_network"] == "bridge"
+    assert spec.request["ca_bundle"] == "PEM"
+    assert plain.request["build_args"] == {} and plain.request["ca_bundle"] == ""
+    assert spec.build_key != plain.build_key
