@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,18 +26,21 @@ from support import (
     RegistryServer,
     docker_engine_error,
     docker_image_exists,
+    free_port,
     git,
     leftover_resources,
     make_ml_repo,
+    port_accepts,
     remove_images_by_prefix,
     remove_resources,
     run,
+    wait_until,
 )
 from support import (
     flops_ml_repo_files as _flops_ml_repo_files,
 )
 
-from integration.harness import BuilderEvents
+from integration.harness import BuilderEvents, PackageIndex
 
 BASE_IMAGE = "flops-base:bookworm"
 _HERE = Path(__file__).resolve().parent
@@ -225,3 +230,21 @@ def builds(tmp_path: Path) -> Iterator[BuilderEvents]:
     its last events, so a query at the end of a busy test could miss early ones)."""
     with BuilderEvents.recording(tmp_path / "docker-events.jsonl") as events:
         yield events
+
+
+@pytest.fixture
+def package_index(tmp_path: Path) -> Iterator[PackageIndex]:
+    """A PEP 503 index on a free loopback port (python's http.server over a directory)."""
+    root = tmp_path / "package-index"
+    (root / "simple").mkdir(parents=True)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+         "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: port_accepts("127.0.0.1", port), 20, 0.05,
+                   "the package index did not start")
+        yield PackageIndex(root, f"http://127.0.0.1:{port}/simple")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

@@ -6,13 +6,17 @@ reconciler`), with its own desired dir, state dir and configuration file.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -356,3 +360,46 @@ def start_registry_on(root: Path, port: int) -> RegistryServer:
         server.stop()
         raise
     return server
+
+
+class PackageIndex:
+    """A PEP 503 "simple" package index served over loopback HTTP from a directory, holding
+    pure-Python wheels written by hand (a zip with dist-info): no build tool, no network."""
+
+    def __init__(self, root: Path, url: str) -> None:
+        self.root = root
+        self.url = url
+
+    def add(self, name: str, version: str, modules: dict[str, str] | None = None) -> None:
+        """Publish ``name==version``; ``modules`` maps module names to their source (default:
+        one module named after the package that knows its version)."""
+        module = name.replace("-", "_")
+        modules = modules or {module: f'VERSION = "{version}"\n'}
+        dist = f"{module}-{version}.dist-info"
+        files = {f"{m}/__init__.py": code for m, code in modules.items()}
+        files[f"{dist}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        files[f"{dist}/WHEEL"] = ("Wheel-Version: 1.0\nGenerator: flops-tests\n"
+                                  "Root-Is-Purelib: true\nTag: py3-none-any\n")
+        record = [f"{path},sha256={_sha256(text)},{len(text.encode())}"
+                  for path, text in files.items()]
+        files[f"{dist}/RECORD"] = "\n".join([*record, f"{dist}/RECORD,,"]) + "\n"
+        project = self.root / "simple" / _normalized(name)
+        project.mkdir(parents=True, exist_ok=True)
+        wheel = project / f"{module}-{version}-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as archive:
+            for path, text in files.items():
+                archive.writestr(path, text)
+        links = "".join(f'<a href="{w.name}">{w.name}</a>\n' for w in sorted(project.glob("*.whl")))
+        (project / "index.html").write_text(f"<html><body>\n{links}</body></html>\n")
+        names = sorted(d.name for d in (self.root / "simple").iterdir() if d.is_dir())
+        (self.root / "simple" / "index.html").write_text(
+            "<html><body>\n" + "".join(f'<a href="{n}/">{n}</a>\n' for n in names)
+            + "</body></html>\n")
+
+
+def _sha256(text: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()

@@ -1,0 +1,114 @@
+"""Stage 3 through real builds: dependency repairs land in the images and their labels, a
+code-only commit reuses the dependency layer, and dependency problems fail before building.
+Dependencies come from a package index the test serves (fake pure-Python wheels)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from support import GitDaemon, RegistryServer
+
+from integration.harness import PackageIndex, Workspace, docker, sla_text
+
+pytestmark = pytest.mark.usefixtures("remove_registry_images")
+
+Publish = Callable[..., tuple[str, str]]
+MlFiles = Callable[..., dict[str, str]]
+
+
+def site(tmp_path: Path, registry: RegistryServer, base_image: str, index: PackageIndex,
+         extra: str = "") -> Workspace:
+    ws = Workspace(tmp_path / "ws", registry.url, base_image)
+    ws.config.write_text(ws.config.read_text() + extra
+                         + f'[build]\npip_index_url = "{index.url}"\n')
+    return ws
+
+
+def python_says(image: str, code: str) -> str:
+    return docker("run", "--rm", "--entrypoint", "python3", image, "-c", code).strip()
+
+
+def test_repairs_are_applied_labelled_and_logged(
+    tmp_path: Path, registry: RegistryServer, base_image: str, publish: Publish,
+    ml_files: MlFiles, package_index: PackageIndex,
+) -> None:
+    for name, version in (("mlflow", "2.9.2"), ("torch", "2.1.0"), ("torchvision", "0.16.0")):
+        package_index.add(name, version)
+    files = ml_files(marker="repairs", extra_deps=["mlflow==2.9.2", "torch==2.1.0"])
+    files["vision.py"] = "import torchvision\n\nTRANSFORMS = torchvision\n"
+    url, _ = publish("repairs", files)
+    ws = site(tmp_path, registry, base_image, package_index)
+    ws.sla("repairs.yaml", sla_text(url, flavor="pytorch"))
+    result = ws.run("apply", "--wait")
+    assert result.code == 0, result.stdout + ws.log("repairs")
+    images = ws.status()["repairs"]["images"]
+
+    probe = ("import importlib.util as u, torchvision; "
+             "print(u.find_spec('mlflow') is not None, torchvision.VERSION)")
+    assert python_says(images["learner"], probe) == "False 0.16.0"
+    assert python_says(images["aggregator"], probe) == "True 0.16.0"
+
+    labels = json.loads(docker("image", "inspect", images["learner"], "--format",
+                               "{{json .Config.Labels}}"))
+    repairs = json.loads(labels["flops.repairs"])
+    mlflow = next(r for r in repairs if "mlflow" in r["summary"])
+    assert any(line.startswith("- mlflow==2.9.2") for line in mlflow["diff"])
+    assert any("torchvision" in r["summary"] for r in repairs)
+
+    log = ws.log("repairs").splitlines()
+    warn = next(i for i, line in enumerate(log)
+                if " WARN dependencies " in line and "mlflow" in line)
+    assert log[warn + 1].startswith("    - mlflow==2.9.2"), log[warn:warn + 3]
+
+
+def test_a_code_only_commit_reuses_the_dependency_layer(
+    tmp_path: Path, registry: RegistryServer, base_image: str, git_remote: GitDaemon,
+    ml_files: MlFiles, package_index: PackageIndex,
+) -> None:
+    package_index.add("flops-testdep", "1.0")
+    repo = git_remote.make_ml_repo(
+        "layers-owner/layers", ml_files(marker="layers", extra_deps=["flops-testdep==1.0"]))
+    ws = site(tmp_path, registry, base_image, package_index)
+    ws.sla("cold.yaml", sla_text(repo.url))
+    assert ws.run("apply", "--wait").code == 0, ws.log("cold")
+    code = (repo.work / "model_manager.py").read_text()
+    repo.push_commit({"model_manager.py": code + "\n# tuned\n"})
+    ws.sla("warm.yaml", sla_text(repo.url))  # resolves the new HEAD: a code-only change
+    assert ws.run("apply", "--wait").code == 0, ws.log("warm")
+    rows = ws.status()
+    assert rows["cold"]["commit"] != rows["warm"]["commit"]
+
+    def layers(ref: str) -> list[str]:
+        out = docker("image", "inspect", ref, "--format", "{{json .RootFS.Layers}}")
+        return list(json.loads(out))
+
+    cold = layers(rows["cold"]["images"]["learner"])
+    warm = layers(rows["warm"]["images"]["learner"])
+    # Everything up to the dependency install is shared; only the code layer differs.
+    assert cold[:-1] == warm[:-1] and cold[-1] != warm[-1]
+    print(f"\nbuild:learner cold {rows['cold']['timings']['build:learner']:.2f}s, "
+          f"code-only {rows['warm']['timings']['build:learner']:.2f}s")
+
+
+def test_conflicting_pins_and_an_unmatched_python_pin_fail_before_building(
+    tmp_path: Path, registry: RegistryServer, base_image: str, publish: Publish,
+    ml_files: MlFiles, package_index: PackageIndex,
+) -> None:
+    conflict_url, _ = publish("conflict", ml_files(
+        marker="conflict", extra_deps=["flops-testdep==1.0", "flops_testdep==2.0"]))
+    pinned_url, _ = publish("pinned", ml_files(marker="pinned"))  # conda.yaml pins 3.11
+    ws = site(tmp_path, registry, base_image, package_index,
+              extra=f'[images.python]\n"3.9" = "{base_image}"\n')
+    ws.sla("conflict.yaml", sla_text(conflict_url))
+    ws.sla("pinned.yaml", sla_text(pinned_url))
+    assert ws.run("apply", "--wait").code == 1
+    rows = ws.status()
+    conflict, pinned = rows["conflict"], rows["pinned"]
+    assert conflict["phase"] == "failed" and conflict["error"].startswith("dependencies:")
+    assert "flops-testdep==1.0" in conflict["error"] and "flops_testdep==2.0" in conflict["error"]
+    assert pinned["phase"] == "failed" and "3.11" in pinned["error"] and "3.9" in pinned["error"]
+    for project in ("conflict", "pinned"):
+        assert " INFO build:learner started" not in ws.log(project)
