@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 from reconciler.builds import NO_HOST, BuildRunner, failed_record
@@ -57,13 +58,11 @@ class Workspace:
     source: str = "worktree"  # "head": only committed SLA content counts
     pull: tuple[str, str] | None = None  # (remote, branch) to fast-forward the desired repo from
     files: FileCache = field(default_factory=FileCache)
-    _repo: DesiredRepo | bool | None = field(default=False, repr=False)
 
+    @cached_property
     def desired_repo(self) -> DesiredRepo | None:
         """The git work tree around the desired directory, if any (looked up once)."""
-        if self._repo is False:
-            self._repo = find_repo(self.desired_dir)
-        return self._repo if isinstance(self._repo, DesiredRepo) else None
+        return find_repo(self.desired_dir)
 
     def load_desired(self) -> dict[str, Desired]:
         if self.source == "head":
@@ -78,7 +77,7 @@ class Workspace:
         return self._head_repo().uncommitted() if self.source == "head" else []
 
     def _head_repo(self) -> DesiredRepo:
-        repo = self.desired_repo()
+        repo = self.desired_repo
         if repo is None:
             raise ConfigError(f"--source head: {self.desired_dir} is not inside a git work "
                               "tree; commit the SLA files to a repository or use worktree")
@@ -315,7 +314,7 @@ class Controller:
 
     def _note_sources(self, acted: list[str], desired: dict[str, Desired]) -> None:
         """Record and log which desired-repository commit each acted-on SLA comes from."""
-        repo = self.ws.desired_repo()
+        repo = self.ws.desired_repo
         files = {name: Path(desired[name].sla_file) for name in acted
                  if name in desired and self.book.get(name) is not None}
         if repo is None or not files:
@@ -338,7 +337,7 @@ class Controller:
     def _pull(self) -> None:
         """Fast-forward the desired repository from its remote every pull_interval; never
         reset or merge."""
-        repo = self.ws.desired_repo()
+        repo = self.ws.desired_repo
         if self.ws.pull is None or repo is None or time.monotonic() < self._next_pull:
             return
         self._next_pull = time.monotonic() + self.config.pull_interval
