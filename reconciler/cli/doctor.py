@@ -13,6 +13,7 @@ import httpx
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
+from reconciler.edges.docker_errors import last_line
 from reconciler.loop import Workspace
 
 Check = tuple[str, Callable[[], str]]
@@ -66,7 +67,7 @@ def _engine(docker: DockerClient) -> Callable[[], str]:
             return f"Docker {server.version if server else '?'}"
         except DockerException as error:
             raise DoctorProblem(
-                f"not answering ({_last(error)}); start dockerd or fix docker_host"
+                f"not answering ({last_line(error)}); start dockerd or fix docker_host"
             ) from None
     return check
 
@@ -89,7 +90,7 @@ def _image(docker: DockerClient, image: str, key: str) -> Callable[[], str]:
             if docker.image.exists(image):
                 return image
         except DockerException as error:
-            raise DoctorProblem(_last(error)) from None
+            raise DoctorProblem(last_line(error)) from None
         raise DoctorProblem(f"{image} is not in the engine; pull or build it, or set {key}")
     return check
 
@@ -104,8 +105,3 @@ def _registry(url: str) -> Callable[[], str]:
             raise DoctorProblem(f"/v2/ answered {response.status_code}; is it a registry v2?")
         return "registry v2 API answers"
     return check
-
-
-def _last(error: DockerException) -> str:
-    lines = (error.stderr or str(error)).strip().splitlines()
-    return lines[-1] if lines else "no output"

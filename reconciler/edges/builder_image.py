@@ -18,6 +18,7 @@ from python_on_whales.exceptions import DockerException
 
 import reconciler
 from reconciler.core.render import BUILDER_DOCKERFILE
+from reconciler.edges.docker_errors import last_line
 
 DIGEST_LABEL = "flops.builder-digest"
 
@@ -70,11 +71,9 @@ def ensure_builder_image(
                 pull=False,
             )
     except DockerException as error:
-        lines = (error.stderr or str(error)).strip().splitlines()[-20:]
         raise BuilderImageError(
             f"cannot build the builder image {image} from {base_image} on {docker_host}: "
-            + (lines[-1] if lines else "no output")
-            + "; check that builder.base_image exists on that host"
+            f"{last_line(error)}; check that builder.base_image exists on that host"
         ) from None
     return True
 

@@ -17,6 +17,7 @@ from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
 from reconciler.core.config import HostConfig
+from reconciler.edges.docker_errors import last_line
 
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 
@@ -64,7 +65,9 @@ class ComposeBackend:
             client.compose.up(detach=True, quiet=True, pull="never")
         except DockerException as error:
             self.remove(host, name, stop_timeout=0)
-            raise BackendError(f"docker compose up on {host.name} failed: {_tail(error)}") from None
+            raise BackendError(
+                f"docker compose up on {host.name} failed: {last_line(error)}"
+            ) from None
         builder = self.find(host, name)
         if builder is None:
             raise BackendError(f"docker compose up on {host.name} started no container")
@@ -80,7 +83,9 @@ class ComposeBackend:
                 all=True, filters={"label": f"{COMPOSE_PROJECT_LABEL}={name}"}
             )
         except DockerException as error:
-            raise BackendError(f"Docker host {host.name} did not answer: {_tail(error)}") from None
+            raise BackendError(
+                f"Docker host {host.name} did not answer: {last_line(error)}"
+            ) from None
         return Builder(name, host, containers[0].id) if containers else None
 
     def output(self, builder: Builder, *, follow: bool) -> Iterator[Output]:
@@ -97,7 +102,7 @@ class ComposeBackend:
                 for raw in complete:
                     yield _output(stream, raw)
         except DockerException as error:
-            raise BackendError(f"cannot read the builder's output: {_tail(error)}") from None
+            raise BackendError(f"cannot read the builder's output: {last_line(error)}") from None
         for stream, rest in pending.items():
             if rest:
                 yield _output(stream, rest)
@@ -108,7 +113,7 @@ class ComposeBackend:
         try:
             state = docker.container.inspect(builder.container_id).state
         except DockerException as error:
-            raise BackendError(f"cannot inspect the builder: {_tail(error)}") from None
+            raise BackendError(f"cannot inspect the builder: {last_line(error)}") from None
         if state.running or state.status in ("created", "restarting"):
             return None
         return int(state.exit_code or 0)
@@ -118,7 +123,7 @@ class ComposeBackend:
         try:
             return int(docker.container.wait(builder.container_id))
         except DockerException as error:
-            raise BackendError(f"cannot wait for the builder: {_tail(error)}") from None
+            raise BackendError(f"cannot wait for the builder: {last_line(error)}") from None
 
     def remove(self, host: HostConfig, name: str, *, stop_timeout: int = 10) -> None:
         """Take the builder down: containers, networks and volumes; then forget its spec.
@@ -137,7 +142,7 @@ class ComposeBackend:
                 if ids:
                     docker.container.remove(ids, force=True, volumes=True)
         except DockerException as error:
-            raise BackendError(f"cannot remove builder {name}: {_tail(error)}") from None
+            raise BackendError(f"cannot remove builder {name}: {last_line(error)}") from None
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(spec_dir)
 
@@ -146,8 +151,3 @@ class ComposeBackend:
         return DockerClient(
             host=host.docker_host, compose_files=[spec_file], compose_project_name=name
         )
-
-
-def _tail(error: DockerException) -> str:
-    lines = (error.stderr or str(error)).strip().splitlines()
-    return lines[-1] if lines else "no output"

@@ -15,6 +15,7 @@ from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
 from reconciler.core.naming import split_ref
+from reconciler.edges.docker_errors import last_line
 
 MANIFEST_TYPES = ", ".join(
     (
@@ -109,10 +110,5 @@ class EngineImages:
             return set(platforms) <= {f"{image.os}/{image.architecture}"}
         except DockerException as error:
             raise RegistryError(
-                f"Docker engine {self.docker_host} did not answer: {_last_line(error)}"
+                f"Docker engine {self.docker_host} did not answer: {last_line(error)}"
             ) from None
-
-
-def _last_line(error: DockerException) -> str:
-    text = (error.stderr or str(error)).strip().splitlines()
-    return text[-1] if text else "no output"
