@@ -223,20 +223,22 @@ class Controller:
             self.runner.take_down(build, why, have.project)
 
     def _stage2(self, want: DesiredProject, have: ProjectRecord | None, *,
-                quiet: bool = False) -> None:
+                quiet: bool = False, commit: str | None = None) -> None:
         """Resolve the ref and ask the registry: ready, pending a build, or failed.
-        ``quiet``: no INFO lines (a retry during an outage); errors and results still go."""
+        ``quiet``: no INFO lines (a retry during an outage); errors and results still go.
+        ``commit``: the ref's commit when the caller has just resolved it (a resync)."""
         name, sla = want.name, want.sla
-        self.report(name, "resolving ref")
-        try:
-            commit = resolve_commit(sla.ml_repo_url, sla.ml_repo_ref,
-                                    timeout=self.config.git_timeout)
-        except GitRemoteError as error:
-            self._fail(want, have, None, "resolve", f"repo: {error}")
-            return
-        if not quiet:
-            self.book.log.info(name, "resolve",
-                               f"{sla.ml_repo_ref or 'HEAD'} of {sla.ml_repo_url} is {commit}")
+        if commit is None:
+            self.report(name, "resolving ref")
+            try:
+                commit = resolve_commit(sla.ml_repo_url, sla.ml_repo_ref,
+                                        timeout=self.config.git_timeout)
+            except GitRemoteError as error:
+                self._fail(want, have, None, "resolve", f"repo: {error}")
+                return
+            if not quiet:
+                self.book.log.info(name, "resolve", f"{sla.ml_repo_ref or 'HEAD'} of "
+                                   f"{sla.ml_repo_url} is {commit}")
         refs = image_refs(self.config.image_prefix, sla.ml_repo_url, commit)
         self.report(name, "checking registry")
         try:
@@ -310,7 +312,7 @@ class Controller:
             if commit != record.commit:
                 self.book.log.info(record.project, "resync", f"{want.sla.ml_repo_ref or 'HEAD'}"
                                    f" moved from {record.commit} to {commit}")
-                self._stage2(want, record)
+                self._stage2(want, record, commit=commit)
 
     def _note_sources(self, acted: list[str], desired: dict[str, Desired]) -> None:
         """Record and log which desired-repository commit each acted-on SLA comes from."""
