@@ -378,27 +378,16 @@ class Controller:
               stage: str, error: str) -> None:
         if have is None or have.error != error:  # once per distinct failure, not per pass
             self.book.log.error(want.name, stage, error)
-        base = self._save(want, Phase.failed, commit=commit,
-                          images=have.images if have else {}, keep=have)
+        base = _fresh_record(want, Phase.failed, commit=commit,
+                             images=have.images if have else {}, keep=have)
         self.book.put(failed_record(base, error, datetime.now(UTC), self.config))
         self.report(want.name, "failed")
 
     def _save(self, want: DesiredProject, phase: Phase, *, commit: str | None,
               images: dict[str, str], served_by: str | None = None,
               keep: ProjectRecord | None = None) -> ProjectRecord:
-        """A fresh record for ``want``; ``keep`` carries digests, timings and retry state."""
-        carried = {} if keep is None else {
-            "digests": keep.digests, "timings": keep.timings, "repairs": keep.repairs,
-            "attempts": keep.attempts, "exhausted": keep.exhausted,
-            # The last failure stays visible until a build succeeds, and lets a repeat of
-            # the same failure go unlogged.
-            "error": keep.error if phase is not Phase.ready else None,
-        }
-        return self.book.put(ProjectRecord(
-            project=want.name, phase=phase, sla_file=want.sla_file, sla=want.sla_dump,
-            sla_digest=want.sla_digest, image_digest=want.image_digest, commit=commit,
-            images=images, served_by=served_by, **carried,
-        ))
+        return self.book.put(_fresh_record(want, phase, commit=commit, images=images,
+                                           served_by=served_by, keep=keep))
 
     def _consume_retry_requests(self) -> None:
         directory = self.ws.requests_dir
@@ -429,3 +418,21 @@ class Controller:
 def _with_sla(have: ProjectRecord, want: DesiredProject) -> ProjectRecord:
     return have.model_copy(update={
         "sla": want.sla_dump, "sla_digest": want.sla_digest, "sla_file": want.sla_file})
+
+
+def _fresh_record(want: DesiredProject, phase: Phase, *, commit: str | None,
+                  images: dict[str, str], served_by: str | None = None,
+                  keep: ProjectRecord | None = None) -> ProjectRecord:
+    """A new record for ``want``; ``keep`` carries digests, timings and retry state."""
+    carried = {} if keep is None else {
+        "digests": keep.digests, "timings": keep.timings, "repairs": keep.repairs,
+        "attempts": keep.attempts, "exhausted": keep.exhausted,
+        # The last failure stays visible until a build succeeds, and lets a repeat of
+        # the same failure go unlogged.
+        "error": keep.error if phase is not Phase.ready else None,
+    }
+    return ProjectRecord(
+        project=want.name, phase=phase, sla_file=want.sla_file, sla=want.sla_dump,
+        sla_digest=want.sla_digest, image_digest=want.image_digest, commit=commit,
+        images=images, served_by=served_by, **carried,
+    )
