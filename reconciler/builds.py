@@ -297,7 +297,9 @@ class BuildRunner:
                     "phase": Phase.ready, "images": outcome.images or record.build.images
                     if record.build else outcome.images,
                     "digests": outcome.digests, "timings": outcome.timings,
-                    "repairs": list(outcome.repairs), "error": None, "build": None,
+                    "repairs": list(outcome.repairs),
+                    "repair_diffs": list(outcome.repair_diffs),
+                    "base_image": outcome.base_image, "error": None, "build": None,
                     "attempts": 0, "retry_at": None, "exhausted": False,
                 })
                 if record.build and record.build.leader not in (None, record.project):

@@ -423,9 +423,11 @@ def _with_sla(have: ProjectRecord, want: DesiredProject) -> ProjectRecord:
 def _fresh_record(want: DesiredProject, phase: Phase, *, commit: str | None,
                   images: dict[str, str], served_by: str | None = None,
                   keep: ProjectRecord | None = None) -> ProjectRecord:
-    """A new record for ``want``; ``keep`` carries digests, timings and retry state."""
+    """A new record for ``want``; ``keep`` carries what the last build recorded (digests,
+    timings, repairs, base image) and the retry state."""
     carried = {} if keep is None else {
         "digests": keep.digests, "timings": keep.timings, "repairs": keep.repairs,
+        "repair_diffs": keep.repair_diffs, "base_image": keep.base_image,
         "attempts": keep.attempts, "exhausted": keep.exhausted,
         # The last failure stays visible until a build succeeds, and lets a repeat of
         # the same failure go unlogged.

@@ -20,12 +20,24 @@ class LogLine:
 
 
 @dataclass(frozen=True)
+class RepairDiff:
+    """One dependency repair as the builder reports it (``repair_diffs`` of an ok result):
+    the roles it applies to, its one-line summary and its before/after diff lines."""
+
+    roles: tuple[str, ...]
+    summary: str
+    diff: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Outcome:
     ok: bool
     images: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     repairs: tuple[str, ...] = ()
+    repair_diffs: tuple[RepairDiff, ...] = ()
+    base_image: str | None = None  # the FROM image the builder chose; None: the default base
     error: str | None = None
 
 
@@ -57,6 +69,8 @@ def outcome_of(event: dict[str, Any]) -> Outcome:
             digests=_str_mapping(event.get("digests")),
             timings=timings,
             repairs=tuple(str(r) for r in _list(event.get("repairs"))),
+            repair_diffs=tuple(_repair_diffs(event.get("repair_diffs"))),
+            base_image=_text(event.get("base_image"), "") or None,
         )
     error = _mapping(event.get("error"))
     return Outcome(ok=False, timings=timings, error=error_summary(error))
@@ -92,6 +106,21 @@ def _result_lines(event: dict[str, Any]) -> list[LogLine]:
     error = _mapping(event.get("error"))
     stage = _text(error.get("stage"), "result")
     return [LogLine("ERROR", stage, outcome.error or "failed", _details(error))]
+
+
+def _repair_diffs(value: Any) -> list[RepairDiff]:
+    """The well-formed entries of ``repair_diffs``: an entry without a summary is not a
+    repair anyone could read, so it is left out (the WARN events already logged it)."""
+    found = []
+    for item in _list(value):
+        entry = _mapping(item)
+        summary = _text(entry.get("summary"), "")
+        if summary:
+            found.append(RepairDiff(
+                roles=tuple(str(r) for r in _list(entry.get("roles"))), summary=summary,
+                diff=tuple(str(line) for line in _list(entry.get("diff"))),
+            ))
+    return found
 
 
 def _details(source: dict[str, Any]) -> tuple[str, ...]:

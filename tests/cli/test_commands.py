@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from support import flops_ml_repo_files, make_ml_repo, wait_until
 
+from reconciler.core.events import RepairDiff
 from reconciler.core.project import DesiredProject, Phase, ProjectRecord
 from reconciler.edges.desired import load_file
 from reconciler.edges.observer import ObserverLog
@@ -87,6 +88,26 @@ def test_status_json_has_the_contract_fields_for_an_invalid_project(
     assert Path(row["observer_log"]).read_text().count(" ERROR validate ") == 1
     logs = reconciler(tmp_path, "logs", "broken")
     assert logs.returncode == 0 and "ml_repo_url" in logs.stdout
+
+
+def test_status_json_shows_the_recorded_repair_diffs_and_base_image(
+    tmp_path: Path, desired: Path
+) -> None:
+    store = StateStore(tmp_path / "state")
+    diff = RepairDiff(("learner",), "learner: removed mlflow==2.9.2",
+                      ("- mlflow==2.9.2  # conda.yaml:7",))
+    store.save(ProjectRecord(project="repaired", phase=Phase.ready, sla_file="repaired.yaml",
+                             commit="a" * 40, repairs=[diff.summary], repair_diffs=[diff],
+                             base_image="python:3.11-slim"))
+    store.save(ProjectRecord(project="plain", phase=Phase.ready, sla_file="plain.yaml"))
+    result = reconciler(tmp_path, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["project"]: row for row in json.loads(result.stdout)}
+    assert rows["repaired"]["repair_diffs"] == [
+        {"roles": ["learner"], "summary": "learner: removed mlflow==2.9.2",
+         "diff": ["- mlflow==2.9.2  # conda.yaml:7"]}]
+    assert rows["repaired"]["base_image"] == "python:3.11-slim"
+    assert rows["plain"]["repair_diffs"] == [] and rows["plain"]["base_image"] is None
 
 
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path: Path, desired: Path) -> None:

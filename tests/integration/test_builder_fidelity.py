@@ -58,6 +58,15 @@ def test_repairs_are_applied_labelled_and_logged(
     assert any(line.startswith("- mlflow==2.9.2") for line in mlflow["diff"])
     assert any("torchvision" in r["summary"] for r in repairs)
 
+    # State and `status --json` keep the repairs with their diffs (the label holds the
+    # learner's share of them) and the base image: none chosen, no python map is configured.
+    recorded = ws.record("repairs")
+    row = ws.status()["repairs"]
+    for kept in (recorded, row):
+        assert [r for r in kept["repair_diffs"] if "learner" in r["roles"]] == repairs
+        assert [r["summary"] for r in kept["repair_diffs"]] == kept["repairs"]
+        assert kept["base_image"] is None
+
     log = ws.log("repairs").splitlines()
     warn = next(i for i, line in enumerate(log)
                 if " WARN dependencies " in line and "mlflow" in line)

@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 from reconciler.core.events import (
     LogLine,
     Outcome,
+    RepairDiff,
     error_summary,
     event_lines,
     no_result_outcome,
     outcome_of,
 )
+from reconciler.core.project import Phase, ProjectRecord
 from reconciler.edges.observer import LEVELS, format_event
 
 COMMIT = "c" * 40
@@ -25,11 +27,15 @@ IMAGES = {
 }
 DIGESTS = {"learner": "sha256:" + "1" * 64, "aggregator": "sha256:" + "2" * 64}
 TIMINGS = {"clone": 1.25, "check": 0.5, "build": 30.0, "push": 4.0}
+MLFLOW_DIFF = ["- mlflow==2.9.2  # conda.yaml:7"]
+MLFLOW_REPAIR = {"roles": ["learner"], "summary": "removed mlflow from the learner",
+                 "diff": MLFLOW_DIFF}
 
 
 def ok_result(**changes: Any) -> dict[str, Any]:
     return {"type": "result", "ok": True, "images": IMAGES, "digests": DIGESTS,
-            "timings": TIMINGS, "repairs": ["removed mlflow from the learner"], **changes}
+            "timings": TIMINGS, "repairs": ["removed mlflow from the learner"],
+            "repair_diffs": [MLFLOW_REPAIR], "base_image": "python:3.11-slim", **changes}
 
 
 def failed_result(**error: Any) -> dict[str, Any]:
@@ -92,8 +98,41 @@ def test_a_failed_result_is_one_error_line_with_the_cause_and_the_fix() -> None:
 
 def test_outcome_of_a_success() -> None:
     outcome = outcome_of(ok_result())
-    assert outcome == Outcome(ok=True, images=IMAGES, digests=DIGESTS, timings=TIMINGS,
-                              repairs=("removed mlflow from the learner",))
+    assert outcome == Outcome(
+        ok=True, images=IMAGES, digests=DIGESTS, timings=TIMINGS,
+        repairs=("removed mlflow from the learner",),
+        repair_diffs=(RepairDiff(("learner",), "removed mlflow from the learner",
+                                 ("- mlflow==2.9.2  # conda.yaml:7",)),),
+        base_image="python:3.11-slim",
+    )
+
+
+def test_an_ok_result_without_a_chosen_base_or_repairs_records_none() -> None:
+    outcome = outcome_of(ok_result(repair_diffs=[], base_image=None))
+    assert outcome.repair_diffs == () and outcome.base_image is None
+    older = {k: v for k, v in ok_result().items() if k not in ("repair_diffs", "base_image")}
+    assert outcome_of(older).repair_diffs == () and outcome_of(older).base_image is None
+
+
+def test_malformed_repair_diffs_keep_only_what_can_be_read() -> None:
+    outcome = outcome_of(ok_result(
+        repair_diffs=["text", None, {"diff": ["- x"]}, {"summary": "  "},
+                      {"summary": "added torchvision", "roles": "learner", "diff": [1, None]},
+                      MLFLOW_REPAIR],
+        base_image=["not", "a", "string"],
+    ))
+    assert outcome.repair_diffs == (
+        RepairDiff((), "added torchvision", ("1", "None")),
+        RepairDiff(("learner",), "removed mlflow from the learner", tuple(MLFLOW_DIFF)),
+    )
+    assert outcome.base_image is None
+    assert outcome_of(ok_result(repair_diffs={"summary": "x"})).repair_diffs == ()
+
+
+def test_a_failed_result_carries_no_repairs_or_base() -> None:
+    outcome = outcome_of({**failed_result(message="m"), "repair_diffs": [MLFLOW_REPAIR],
+                          "base_image": "python:3.11-slim"})
+    assert outcome.repair_diffs == () and outcome.base_image is None
 
 
 def test_outcome_of_a_failure() -> None:
@@ -146,6 +185,8 @@ def test_unknown_events_are_kept_as_warnings() -> None:
         {"type": "result", "ok": True, "images": "x", "digests": [1], "timings": "y"},
         {"type": "result", "ok": True, "timings": {"a": 10**400, "b": "x", "c": None}},
         {"type": "result", "ok": True, "timings": {"a": float("inf"), "b": float("-inf")}},
+        {"type": "result", "ok": True, "repair_diffs": [{"summary": {"a": 1}}], "base_image": 5},
+        {"type": "result", "ok": True, "repair_diffs": [{"summary": "s", "diff": "x"}]},
         {"type": "result", "ok": False, "error": "just text"},
         {"type": "result", "ok": False, "error": {"details": {"a": 1}, "stage": 5}},
     ],
@@ -169,7 +210,8 @@ _JSON = st.recursive(
 )
 _KEYS = st.sampled_from(
     ["type", "stage", "state", "seconds", "level", "message", "details", "ok", "images",
-     "digests", "timings", "repairs", "error", "category", "hint"]
+     "digests", "timings", "repairs", "repair_diffs", "base_image", "error", "category",
+     "hint", "summary", "roles", "diff"]
 )
 _EVENTS = st.dictionaries(st.one_of(_KEYS, st.text(max_size=8)), _JSON, max_size=8).flatmap(
     lambda base: st.sampled_from(["stage", "log", "result", "other"]).map(
@@ -191,3 +233,8 @@ def test_any_event_becomes_printable_log_lines(event: dict[str, Any]) -> None:
     outcome = outcome_of(event)
     assert outcome.ok is (event.get("ok") is True)
     assert outcome.ok or outcome.error
+    # Whatever the result says, the record that keeps it can be stored and read back.
+    record = ProjectRecord(project="p", phase=Phase.ready, sla_file="p.yaml",
+                           repairs=list(outcome.repairs),
+                           repair_diffs=list(outcome.repair_diffs), base_image=outcome.base_image)
+    assert ProjectRecord.model_validate_json(record.model_dump_json()) == record
