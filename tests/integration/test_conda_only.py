@@ -1,0 +1,81 @@
+"""Conda-only packages through a real build: without `conda_base_image` the project fails
+(category `dependencies`) before anything is built, with an error listing the packages and
+where they are written, and `check-repo` gives the builder's verdict word for word."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from support import RegistryServer
+
+from integration.harness import Workspace, manifest_exists, sla_text
+
+pytestmark = pytest.mark.usefixtures("remove_registry_images")
+
+Publish = Callable[..., tuple[str, str]]
+MlFiles = Callable[..., dict[str, str]]
+
+# cudatoolkit and cudnn are conda-only (reconciler/builder/conda.py: CONDA_ONLY).
+CONDA_YAML = {
+    "name": "flops-gpu-example",
+    "channels": ["conda-forge", "nvidia"],
+    "dependencies": ["python=3.11", "cudatoolkit=11.8", "cudnn", "pip", {"pip": []}],
+}
+CUDATOOLKIT_LINE, CUDNN_LINE = 7, 8  # their lines in the dumped conda.yaml
+
+
+def test_conda_only_packages_without_a_conda_base_fail_listing_them(
+    tmp_path: Path, registry: RegistryServer, base_image: str, publish: Publish,
+    ml_files: MlFiles,
+) -> None:
+    files = ml_files(marker="gpu")
+    files["conda.yaml"] = yaml.safe_dump(CONDA_YAML, sort_keys=False)
+    lines = files["conda.yaml"].splitlines()
+    assert lines[CUDATOOLKIT_LINE - 1].endswith("cudatoolkit=11.8")
+    assert lines[CUDNN_LINE - 1].endswith("- cudnn")
+    url, _ = publish("gpu", files)
+    ws = Workspace(tmp_path / "ws", registry.url, base_image)
+    ws.sla("gpu.yaml", sla_text(url, flavor="pytorch"))
+    assert ws.run("apply", "--wait").code == 1
+
+    row = ws.status()["gpu"]
+    assert row["phase"] == "failed", row
+    error: str = row["error"]
+    assert error.startswith(f"dependencies: conda.yaml:{CUDATOOLKIT_LINE}: conda-only packages "
+                            "cannot be installed with pip: "), error
+    assert f"cudatoolkit=11.8 (conda.yaml:{CUDATOOLKIT_LINE}" in error, error
+    assert f"cudnn (conda.yaml:{CUDNN_LINE}" in error, error
+    assert "conda_base_image" in error, error  # the hint names the setting
+    log = ws.log("gpu")
+    assert " ERROR dependencies dependencies: conda.yaml:" in log
+    assert " INFO build:learner started" not in log  # failed before building
+    images = ws.record("gpu")["images"]
+    assert images and not any(manifest_exists(registry.url, ref) for ref in images.values())
+
+    # check-repo with the same configuration: the same verdict, word for word. (--ref: given
+    # a bare repository's path without one, check-repo reviews the directory as a work tree.)
+    checked = ws.run("check-repo", url, "--ref", "main", "--json")
+    assert checked.code == 1, checked.stdout + checked.stderr
+    verdict = json.loads(checked.stdout)
+    assert not verdict["ok"] and verdict["stage"] == "dependencies"
+    [problem] = verdict["problems"]
+    assert problem["category"] == "dependencies"
+    assert (f"{problem['category']}: {problem['file']}:{problem['line']}: "
+            f"{problem['message']}; {problem['hint']}") == error
+    text = ws.run("check-repo", url, "--ref", "main")
+    assert text.code == 1 and "cudatoolkit=11.8" in text.stdout and "cudnn" in text.stdout
+
+    # With a conda-capable base configured the same repository passes the review, and the
+    # conda install is shown as a repair (no such image can be had here to build from).
+    conda_site = Workspace(tmp_path / "conda-site", registry.url, base_image)
+    conda_site.config.write_text(conda_site.config.read_text()
+                                 + 'conda_base_image = "mambaorg/micromamba:1.5"\n')
+    allowed = conda_site.run("check-repo", url, "--ref", "main", "--json")
+    assert allowed.code == 0, allowed.stdout + allowed.stderr
+    repairs = json.loads(allowed.stdout)["repairs"]
+    assert any("cudatoolkit=11.8" in r["summary"] and "micromamba" in r["summary"]
+               for r in repairs), repairs
