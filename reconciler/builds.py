@@ -22,22 +22,19 @@ from jinja2 import Environment
 
 from reconciler.builder.protocol import decode
 from reconciler.core.build_request import builder_spec
-from reconciler.core.config import Config, HostConfig
+from reconciler.core.config import Config
 from reconciler.core.events import LogLine, Outcome, event_lines, no_result_outcome, outcome_of
 from reconciler.core.project import BuildRecord, DesiredProject, Phase, ProjectRecord
 from reconciler.core.render import render_compose
 from reconciler.core.retry import counts_as_attempt, retry_time
-from reconciler.edges.builder_image import BuilderImageError, ensure_builder_image
+from reconciler.edges.backend import PLACED, Backend, BackendError, Builder, Unschedulable
 from reconciler.edges.clock import utc_now_iso
-from reconciler.edges.compose_backend import BackendError, Builder, ComposeBackend
+from reconciler.edges.compose_backend import ComposeBackend
 from reconciler.edges.observer import format_event
+from reconciler.edges.swarm_backend import SwarmBackend
 from reconciler.records import RecordBook
 
 Report = Callable[[str, str], None]
-NO_HOST = (
-    'no image-builder host: no [[hosts]] entry has addons = ["image-builder"]; '
-    "add the addon to a host in the configuration"
-)
 
 
 @dataclass
@@ -75,11 +72,11 @@ class BuildRunner:
         self.template_dirs = template_dirs
         self.report = report
         self.on_finished = on_finished
-        self.backend = ComposeBackend(config.image_builder_hosts(), book.store.build_dir)
+        backend_type = SwarmBackend if config.backend == "swarm" else ComposeBackend
+        self.backend: Backend = backend_type(config, book.store.build_dir, template_dirs)
         self.outages = Outages({})
         self._followers: dict[str, threading.Thread] = {}
         self._lost_at: dict[str, float] = {}  # builder -> when following it failed (outage)
-        self._builder_images: set[str] = set()
         self._lock = threading.Lock()
 
     # -- starting -----------------------------------------------------------------------------
@@ -91,11 +88,16 @@ class BuildRunner:
     def start(self, leader: DesiredProject, riders: list[DesiredProject], commit: str) -> None:
         """Start one builder for ``leader``; ``riders`` have the same build key and share it."""
         projects = [leader, *riders]
-        hosts = self.config.image_builder_hosts()
-        if not hosts:
-            self._fail_all(projects, "deploy", f"infrastructure: {NO_HOST}")
+
+        def warn(text: str) -> None:
+            for project in projects:
+                self.book.log.warn(project.name, "deploy", text)
+
+        try:
+            host = self.backend.pick_host(warn)
+        except BackendError as error:
+            self._fail_all(projects, "deploy", f"infrastructure: {error}")
             return
-        host = hosts[0]
         platforms = [p.value for p in leader.sla.supported_platforms]
         if len(platforms) > 1 and not self.backend.has_buildx(host):
             self._fail_all(projects, "deploy", (
@@ -105,8 +107,8 @@ class BuildRunner:
             return
         self.report(leader.name, f"preparing builder image on {host.name}")
         try:
-            self._ensure_builder_image(host)
-        except BuilderImageError as error:
+            image = self.backend.builder_image(host)
+        except BackendError as error:
             self._fail_all(projects, "deploy", f"infrastructure: {error}")
             return
         try:
@@ -115,7 +117,8 @@ class BuildRunner:
             self._fail_all(projects, "deploy", f"infrastructure: cannot read [build] ca_bundle "
                            f"{self.config.build.ca_bundle}: {error.strerror}; fix the path")
             return
-        spec = builder_spec(leader, commit, self.config, host, self.env, ca_bundle=ca_bundle)
+        spec = builder_spec(leader, commit, self.config, host, self.env, ca_bundle=ca_bundle,
+                            builder_image=image, stack=self.config.backend == "swarm")
         build = BuildRecord(
             key=spec.build_key, name=spec.name, host=host.name, commit=commit,
             images=spec.request["images"], started_at=utc_now_iso(), leader=leader.name,
@@ -128,8 +131,10 @@ class BuildRunner:
             if self.backend.find(host, spec.name) is None:
                 # Written before `compose up`: a crash right after the builder starts must
                 # not leave a builder that the log never named.
-                self.book.log.info(leader.name, "deploy",
-                                   f"starting builder {spec.name} on host {host.name}")
+                where = (f"as a swarm stack through manager {host.name}, placed on a node "
+                         "labelled image-builder=true" if self.config.backend == "swarm"
+                         else f"on host {host.name}")
+                self.book.log.info(leader.name, "deploy", f"starting builder {spec.name} {where}")
                 self.backend.deploy(host, spec.name, render_compose(self.env, spec))
             else:  # a builder of this key exists already (a crash after deploy): adopt it
                 self.book.log.info(leader.name, "deploy", f"adopted running builder {spec.name}")
@@ -149,16 +154,6 @@ class BuildRunner:
                          served_by=build.key)
         self.book.log.info(project.name, "deploy", f"shares build {build.key} (builder "
                            f"{build.name}, started for {build.leader or 'another project'})")
-
-    def _ensure_builder_image(self, host: HostConfig) -> None:
-        with self._lock:
-            if host.name in self._builder_images:
-                return
-            if ensure_builder_image(host.docker_host, self.config.builder.image,
-                                    self.config.builder.base_image, self.template_dirs,
-                                    force=False):
-                print(f"built builder image {self.config.builder.image} on {host.name}")
-            self._builder_images.add(host.name)
 
     # -- following ----------------------------------------------------------------------------
 
@@ -237,6 +232,11 @@ class BuildRunner:
                 return False
             outcome = self._collect(name, builder, build)
             self.outages.recovered(endpoint)
+        except Unschedulable as error:
+            if self.book.subscribers(name):
+                self._fail_subscribers(name, f"infrastructure: {error}", "deploy")
+                self.take_down(build, "it could not be placed")
+            return True
         except BackendError as error:
             if not self.book.subscribers(name):
                 return False  # the build was ended on purpose (timeout, cancel): not an outage
@@ -257,6 +257,9 @@ class BuildRunner:
         index = 0
         first_seen: set[str] = set()
         for output in self.backend.output(builder, follow=True):
+            if output.stream == PLACED:
+                self._placed(name, output.line)
+                continue
             event = decode(output.line) if output.stream == "stdout" else None
             if event is None:
                 if output.line.strip():
@@ -270,6 +273,16 @@ class BuildRunner:
             index += 1
         exit_code = self.backend.wait(builder)
         return outcome or no_result_outcome(exit_code, list(noise))
+
+    def _placed(self, name: str, node: str) -> None:
+        """Log once per project where the swarm placed the builder's task."""
+        node_id, _, hostname = node.partition(" ")
+        for record in self.book.subscribers(name):
+            if record.build is not None and record.build.node != node:
+                self.book.log.info(record.project, "deploy",
+                                   f"builder task placed on node {node_id} ({hostname})")
+                self.book.change(record.project,
+                                 build=record.build.model_copy(update={"node": node}))
 
     def _log_event(self, record: ProjectRecord, index: int, lines: list[LogLine],
                    at: str, first_seen: set[str]) -> None:
@@ -342,7 +355,6 @@ class BuildRunner:
         The records are written first, so a follower that sees its builder vanish finds no
         project waiting for it, and a crash in between leaves nothing to build twice.
         """
-        now = datetime.now(UTC)
         error = (f"build: the builder ran longer than build_timeout "
                  f"({self.config.build_timeout:g}s) and was stopped; raise build_timeout or "
                  "make the build faster")
@@ -351,12 +363,16 @@ class BuildRunner:
             build = subscribers[0].build if subscribers else None
             if build is None or not _past(build.started_at, self.config.build_timeout):
                 continue
-            for record in subscribers:
-                final = failed_record(record, error, now, self.config)
-                self.book.log.error(record.project, "timeout", _retry_note(final))
-                self.book.put(final)
-                self.report(record.project, "failed")
+            self._fail_subscribers(name, error, "timeout")
             self.take_down(build, "build_timeout exceeded", subscribers[0].project, kill=True)
+
+    def _fail_subscribers(self, name: str, error: str, stage: str) -> None:
+        now = datetime.now(UTC)
+        for record in self.book.subscribers(name):
+            final = failed_record(record, error, now, self.config)
+            self.book.log.error(record.project, stage, _retry_note(final))
+            self.book.put(final)
+            self.report(record.project, "failed")
 
     def _fail_all(self, projects: list[DesiredProject], stage: str, error: str) -> None:
         now = datetime.now(UTC)

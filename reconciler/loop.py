@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
-from reconciler.builds import NO_HOST, BuildRunner, failed_record
+from reconciler.builds import BuildRunner, failed_record
 from reconciler.core.build_request import project_build_key
 from reconciler.core.config import Config
 from reconciler.core.naming import image_refs
@@ -28,7 +28,7 @@ from reconciler.core.plan import Action, PlanItem, make_plan
 from reconciler.core.project import Desired, DesiredProject, InvalidProject, Phase, ProjectRecord
 from reconciler.core.render import make_environment
 from reconciler.core.repo_url import COMMIT
-from reconciler.edges.compose_backend import BackendError
+from reconciler.edges.backend import NO_HOST, BackendError
 from reconciler.edges.desired import FileCache, load_committed, load_desired
 from reconciler.edges.desired_repo import DesiredRepo, PullStatus, find_repo
 from reconciler.edges.git_remote import GitRemoteError, RemoteRefs, resolve_commit

@@ -54,9 +54,11 @@ def project_build_key(project: DesiredProject, commit: str, config: Config) -> s
 
 def builder_spec(
     project: DesiredProject, commit: str, config: Config, host: HostConfig, env: Environment,
-    *, ca_bundle: str = "",
+    *, ca_bundle: str = "", builder_image: str | None = None, stack: bool = False,
 ) -> BuilderSpec:
-    """``ca_bundle``: the PEM text of ``[build] ca_bundle``, read by the caller."""
+    """``ca_bundle``: the PEM text of ``[build] ca_bundle``, read by the caller;
+    ``builder_image``: the reference the backend made usable (default: ``[builder] image``);
+    ``stack``: render for ``docker stack deploy`` instead of ``docker compose``."""
     sla = project.sla
     key = project_build_key(project, commit, config)
     local = is_local(sla.ml_repo_url)
@@ -88,9 +90,10 @@ def builder_spec(
         name=builder_name(project.name, key),
         project=project.name,
         build_key=key,
-        image=config.builder.image,
+        image=builder_image or config.builder.image,
         network=config.builder.network,
         docker_socket=host.socket_path(),
         request=request,
         repo_mount=local_path(sla.ml_repo_url) if local else None,
+        stack=stack,
     )

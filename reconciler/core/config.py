@@ -12,7 +12,7 @@ import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 IMAGE_BUILDER_ADDON = "image-builder"
 LOCAL_REGISTRY_PREFIX = "flops.local"
@@ -111,6 +111,8 @@ class Config(_Section):
     retry_base: Duration = 10.0  # first retry after a failed build; doubles each attempt
     retry_cap: Duration = 600.0  # the longest wait between two attempts
     max_attempts: int = Field(5, ge=1)  # then the project stays failed: "retries exhausted"
+    # swarm: how long a builder may wait for an image-builder node before its build fails
+    placement_timeout: Duration = 60.0
     builder: BuilderConfig = BuilderConfig()
     images: ImagesConfig = ImagesConfig()
     build: BuildConfig = BuildConfig()
@@ -134,6 +136,25 @@ class Config(_Section):
         if value not in ("compose", "swarm"):
             raise ValueError(f"backend {value!r} must be 'compose' or 'swarm'")
         return value
+
+    @model_validator(mode="after")
+    def _registry_reaches_every_builder(self) -> Config:
+        if self.registry != "local":
+            return self
+        if self.backend == "swarm":
+            raise ValueError(
+                'backend = "swarm" needs registry = "<URL>": every node must pull the builder '
+                "image and push the images it builds; a local registry is one engine's store")
+        if len(self.image_builder_hosts()) > 1:
+            raise ValueError(
+                'registry = "local" keeps images in one engine, but several [[hosts]] have the '
+                "image-builder addon; set registry to a URL all of them push to, or keep one")
+        return self
+
+    @property
+    def swarm_manager(self) -> HostConfig:
+        """With backend = "swarm": the node the reconciler talks to, the first [[hosts]]."""
+        return self.hosts[0] if self.hosts else _default_hosts()[0]
 
     @property
     def local_registry(self) -> bool:

@@ -75,6 +75,7 @@ class BuildRecord(BaseModel):
     events_logged: int = 0
     # The project whose pass started the builder; others with the same key share it.
     leader: str | None = None
+    node: str | None = None  # swarm: "<node id> <hostname>" once the task is placed
 
 
 class ProjectRecord(BaseModel):

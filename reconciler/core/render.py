@@ -68,6 +68,7 @@ class BuilderSpec:
     docker_socket: str
     request: dict[str, Any]
     repo_mount: str | None = None  # host path of a local ML repository, mounted read-only
+    stack: bool = False  # for `docker stack deploy` (swarm) rather than `docker compose`
 
 
 def render_compose(env: Environment, spec: BuilderSpec) -> str:
@@ -83,6 +84,7 @@ def render_compose(env: Environment, spec: BuilderSpec) -> str:
         request_json=request_json,
         repo_mount=spec.repo_mount,
         repo_target=REPO_MOUNT,
+        stack=spec.stack,
         version=__version__,
     )
 

@@ -1,8 +1,9 @@
 """The compose runtime backend: one-shot builder services on Docker hosts, via python-on-whales.
 
-Decision: a builder is found again by its compose project name and labels, never by anything
-kept only in memory; the rendered spec is kept in the state directory until the builder is
-taken down, so ``docker compose down`` always has the file the builder was started from.
+Decision: a builder goes to the reachable image-builder host with the fewest running builders,
+counted from Docker by label at that moment (never from memory, so builders of another
+reconciler or a restart count too); the rendered spec is kept in the state directory until
+the builder is taken down, so ``docker compose down`` always has the file it started from.
 """
 
 from __future__ import annotations
@@ -10,50 +11,66 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
-from reconciler.core.config import HostConfig
+from reconciler.core.config import Config, HostConfig
+from reconciler.edges.backend import NO_HOST, BackendError, Builder, Output, Warn, split_lines
+from reconciler.edges.builder_image import BuilderImageError, ensure_builder_image
 from reconciler.edges.docker_errors import last_line
 
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
-
-
-class BackendError(RuntimeError):
-    """A Docker host refused or could not be reached; ``str()`` is one line."""
-
-
-@dataclass(frozen=True)
-class Builder:
-    name: str
-    host: HostConfig
-    container_id: str
-
-
-@dataclass(frozen=True)
-class Output:
-    stream: str  # "stdout" or "stderr"
-    line: str
-    at: str  # when Docker received the line, ISO-8601 UTC with milliseconds
-
-
-def _output(stream: str, raw: bytes) -> Output:
-    """``2026-11-28T01:56:29.88234Z text`` (``docker logs --timestamps``) as an Output."""
-    stamp, _, text = raw.decode("utf-8", "replace").partition(" ")
-    seconds, _, fraction = stamp.rstrip("Z").partition(".")
-    return Output(stream, text, f"{seconds}.{(fraction + '000')[:3]}Z")
+BUILDER_LABEL = "flops.role=image-builder"
 
 
 class ComposeBackend:
-    def __init__(self, hosts: list[HostConfig], spec_dir_for: Callable[[str], Path]) -> None:
-        self.hosts = {host.name: host for host in hosts}
+    def __init__(self, config: Config, spec_dir_for: Callable[[str], Path],
+                 template_dirs: list[Path]) -> None:
+        self.config = config
+        self.hosts = {host.name: host for host in config.image_builder_hosts()}
         self._spec_dir_for = spec_dir_for
+        self._template_dirs = template_dirs
+        self._images_ready: set[str] = set()  # hosts whose builder image is checked
 
     def host(self, name: str) -> HostConfig | None:
         return self.hosts.get(name)
+
+    def pick_host(self, warn: Warn) -> HostConfig:
+        """The reachable image-builder host with the fewest running builders (the first in
+        the inventory on a tie). A single host is not asked: a deploy there says it all."""
+        hosts = list(self.hosts.values())
+        if len(hosts) <= 1:
+            if not hosts:
+                raise BackendError(NO_HOST)
+            return hosts[0]
+        running: dict[str, int] = {}
+        unreachable = []
+        for host in hosts:
+            try:
+                running[host.name] = len(DockerClient(host=host.docker_host).container.list(
+                    filters={"label": BUILDER_LABEL, "status": "running"}))
+            except DockerException as error:
+                unreachable.append(f"{host.name} ({last_line(error)})")
+                warn(f"image-builder host {host.name} is unreachable and was skipped: "
+                     f"{last_line(error)}")
+        if not running:
+            raise BackendError("no image-builder host is reachable: " + "; ".join(unreachable)
+                               + "; start their engines or fix docker_host in [[hosts]]")
+        return self.hosts[min(running, key=lambda name: running[name])]
+
+    def builder_image(self, host: HostConfig) -> str:
+        image = self.config.builder.image
+        if host.name not in self._images_ready:
+            try:
+                if ensure_builder_image(host.docker_host, image, self.config.builder.base_image,
+                                        self._template_dirs, force=False):
+                    print(f"built builder image {image} on {host.name}")
+            except BuilderImageError as error:
+                raise BackendError(str(error)) from None
+            self._images_ready.add(host.name)
+        return image
 
     def deploy(self, host: HostConfig, name: str, spec_text: str) -> Builder:
         spec_dir = self._spec_dir_for(name)
@@ -91,27 +108,19 @@ class ComposeBackend:
     def output(self, builder: Builder, *, follow: bool) -> Iterator[Output]:
         """The builder's output lines, from the start; with follow, until it exits."""
         docker = DockerClient(host=builder.host.docker_host)
-        pending = {"stdout": b"", "stderr": b""}
         try:
             chunks: Iterator[tuple[str, bytes]] = docker.container.logs(  # type: ignore[assignment]
-                builder.container_id, follow=follow, stream=True, timestamps=True
+                builder.ref, follow=follow, stream=True, timestamps=True
             )
-            for stream, chunk in chunks:
-                pending[stream] += chunk
-                *complete, pending[stream] = pending[stream].split(b"\n")
-                for raw in complete:
-                    yield _output(stream, raw)
+            yield from split_lines(chunks)
         except DockerException as error:
             raise BackendError(f"cannot read the builder's output: {last_line(error)}") from None
-        for stream, rest in pending.items():
-            if rest:
-                yield _output(stream, rest)
 
     def exit_code(self, builder: Builder) -> int | None:
         """The exit status once the builder has stopped; None while it runs."""
         docker = DockerClient(host=builder.host.docker_host)
         try:
-            state = docker.container.inspect(builder.container_id).state
+            state = docker.container.inspect(builder.ref).state
         except DockerException as error:
             raise BackendError(f"cannot inspect the builder: {last_line(error)}") from None
         if state.running or state.status in ("created", "restarting"):
@@ -121,7 +130,7 @@ class ComposeBackend:
     def wait(self, builder: Builder) -> int:
         docker = DockerClient(host=builder.host.docker_host)
         try:
-            return int(docker.container.wait(builder.container_id))
+            return int(docker.container.wait(builder.ref))
         except DockerException as error:
             raise BackendError(f"cannot wait for the builder: {last_line(error)}") from None
 

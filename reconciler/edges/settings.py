@@ -49,7 +49,8 @@ def load_config(
         return Config.model_validate(data)
     except ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {str(e['msg']).removeprefix('Value error, ')}"
+            ".".join(map(str, e["loc"])) + ": " * bool(e["loc"])
+            + str(e["msg"]).removeprefix("Value error, ")
             for e in error.errors(include_url=False)
         )
         raise ConfigError(f"invalid configuration ({source} and environment): {problems}") from None

@@ -148,6 +148,32 @@ def test_the_benign_spec_is_a_one_shot_builder_on_image_builder_hosts(mounted: b
     assert builder["volumes"] == ([socket, repo] if mounted else [socket])
 
 
+def test_the_stack_spec_is_the_same_builder_for_docker_stack_deploy() -> None:
+    """`docker stack deploy` knows no top-level name and no network_mode: the stack joins the
+    builder network by name, and everything else is the compose spec's."""
+    spec = benign_spec()
+    compose = parse(render_compose(ENV, spec))
+    stack = parse(render_compose(ENV, benign_spec(stack=True)))
+    assert set(stack) == {"services", "networks"}
+    assert stack["networks"] == {"builder": {"external": True, "name": spec.network}}
+    builder = service(stack)
+    assert builder.pop("networks") == ["builder"]
+    del service(compose)["network_mode"]
+    assert builder == service(compose)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(network=TEXT, project=TEXT)
+def test_no_value_can_change_the_shape_of_the_stack_spec(network: str, project: str) -> None:
+    text = render_compose(ENV, benign_spec(stack=True, network=network, project=project))
+    for loader in LOADERS:
+        document = parse(text, loader)
+        assert shape(document) == shape(parse(render_compose(ENV, benign_spec(stack=True)),
+                                              loader))
+        assert uncompose(document["networks"]["builder"]["name"]) == network
+        assert uncompose(service(document)["labels"]["flops.project"]) == project
+
+
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
     request=st.dictionaries(TEXT, JSON_VALUES, max_size=6),

@@ -115,9 +115,9 @@ def test_flags_win_over_environment_and_file(tmp_path: Path) -> None:
     config = load_config(
         toml(tmp_path, FULL_TOML),
         environ={"RECONCILER_REGISTRY": "http://env:5000", "RECONCILER_BUILDER_IMAGE": "env"},
-        overrides={"registry": "local", "builder": {"image": "flag"}},
+        overrides={"registry": "http://flag:5000", "builder": {"image": "flag"}},
     )
-    assert config.registry == "local"
+    assert config.registry == "http://flag:5000"
     assert config.builder.image == "flag"
     assert config.builder.base_image == "debian:bookworm"
 
@@ -268,3 +268,33 @@ def test_only_hosts_with_the_addon_build_images() -> None:
     config = Config(hosts=(HostConfig(name="a"), HostConfig(name="b", addons=("gpu",)),
                            HostConfig(name="c", addons=("gpu", IMAGE_BUILDER_ADDON))))
     assert [host.name for host in config.image_builder_hosts()] == ["c"]
+
+
+def test_swarm_with_a_local_registry_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(toml(tmp_path, 'backend = "swarm"\n'), environ={})
+    assert 'backend = "swarm" needs registry' in str(info.value)
+    assert "environment): backend" in str(info.value)  # no empty key before the message
+    config = load_config(toml(tmp_path, 'backend = "swarm"\nregistry = "http://r:5000"\n'),
+                         environ={})
+    assert config.backend == "swarm"
+    assert config.placement_timeout == 60.0
+    assert config.swarm_manager.docker_host == "unix:///var/run/docker.sock"
+
+
+def test_a_local_registry_with_several_image_builder_hosts_is_an_error(tmp_path: Path) -> None:
+    hosts = "".join(f'[[hosts]]\nname = "{name}"\naddons = ["image-builder"]\n'
+                    for name in ("a", "b"))
+    with pytest.raises(ConfigError) as info:
+        load_config(toml(tmp_path, hosts), environ={})
+    assert "several [[hosts]] have the image-builder addon" in str(info.value)
+    assert len(load_config(toml(tmp_path, 'registry = "http://r:5000"\n' + hosts),
+                           environ={}).image_builder_hosts()) == 2
+
+
+def test_placement_timeout_is_a_duration(tmp_path: Path) -> None:
+    assert load_config(toml(tmp_path, 'placement_timeout = "2m"\n'),
+                       environ={}).placement_timeout == 120.0
+    with pytest.raises(ConfigError) as info:
+        load_config(toml(tmp_path, 'placement_timeout = "0s"\n'), environ={})
+    assert "placement_timeout" in str(info.value)

@@ -1,0 +1,94 @@
+"""What a runtime backend is: where builders run, how they are found again, read and removed.
+
+Decision: the build runner speaks only this protocol, so the compose backend (a chosen Docker
+host from the inventory) and the swarm backend (the swarm places the builder by node label)
+are interchangeable; everything a backend knows about a builder is found again from Docker by
+the builder's name, never kept only in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from reconciler.core.config import HostConfig
+
+Warn = Callable[[str], None]
+PLACED = "placed"  # Output.stream of a swarm builder's placement: "<node id> <hostname>"
+NO_HOST = (
+    'no image-builder host: no [[hosts]] entry has addons = ["image-builder"]; '
+    "add the addon to a host in the configuration"
+)
+
+
+class BackendError(RuntimeError):
+    """A Docker host or swarm refused or could not be reached; ``str()`` is one line."""
+
+
+class Unschedulable(BackendError):
+    """The builder could not be placed on any node in time; ``str()`` gives the swarm's
+    reason. Not an outage to wait out: the build fails and is retried later."""
+
+
+@dataclass(frozen=True)
+class Builder:
+    name: str
+    host: HostConfig  # compose: the Docker host it runs on; swarm: the manager
+    ref: str  # compose: the container id; swarm: the service id
+    node: str | None = None  # swarm: the node the task was placed on, once it is placed
+
+
+@dataclass(frozen=True)
+class Output:
+    stream: str  # "stdout" or "stderr"
+    line: str
+    at: str  # when Docker received the line, ISO-8601 UTC with milliseconds
+
+
+def parse_output(stream: str, raw: bytes) -> Output:
+    """``2026-11-28T01:56:29.88234Z text`` (``docker logs --timestamps``) as an Output."""
+    stamp, _, text = raw.decode("utf-8", "replace").partition(" ")
+    seconds, _, fraction = stamp.rstrip("Z").partition(".")
+    return Output(stream, text, f"{seconds}.{(fraction + '000')[:3]}Z")
+
+
+def split_lines(chunks: Iterator[tuple[str, bytes]]) -> Iterator[Output]:
+    """Timestamped output lines from chunks of Docker's stdout and stderr streams."""
+    pending = {"stdout": b"", "stderr": b""}
+    for stream, chunk in chunks:
+        pending[stream] += chunk
+        *complete, pending[stream] = pending[stream].split(b"\n")
+        for raw in complete:
+            yield parse_output(stream, raw)
+    for stream, rest in pending.items():
+        if rest:
+            yield parse_output(stream, rest)
+
+
+class Backend(Protocol):
+    def host(self, name: str) -> HostConfig | None:
+        """The host a recorded build names, if it is still configured."""
+
+    def pick_host(self, warn: Warn) -> HostConfig:
+        """Where the next builder goes; unreachable candidates are skipped with ``warn``."""
+
+    def builder_image(self, host: HostConfig) -> str:
+        """Make sure the builder image is usable there; returns the reference to run."""
+
+    def has_buildx(self, host: HostConfig) -> bool: ...
+
+    def deploy(self, host: HostConfig, name: str, spec_text: str) -> Builder: ...
+
+    def find(self, host: HostConfig, name: str) -> Builder | None: ...
+
+    def output(self, builder: Builder, *, follow: bool) -> Iterator[Output]:
+        """The builder's output lines from the start; with ``follow``, until it has ended."""
+
+    def exit_code(self, builder: Builder) -> int | None:
+        """The exit status once the builder has ended; None while it has not."""
+
+    def wait(self, builder: Builder) -> int: ...
+
+    def remove(self, host: HostConfig, name: str, *, stop_timeout: int = 10) -> None:
+        """Take the builder down; ``stop_timeout`` 0 kills it at once."""

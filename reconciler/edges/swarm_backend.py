@@ -1,0 +1,218 @@
+"""The swarm runtime backend: one-shot builder stacks that the swarm places by node label.
+
+Decision: the reconciler never chooses a node; it deploys through a manager with the
+constraint ``node.labels.image-builder == true`` and reads everything back from the swarm:
+the task's state and node, its output through ``docker service logs`` (polled, because a
+followed service log only ends when the service is removed), and a task still pending after
+``placement_timeout`` is the swarm saying that no image-builder node can take it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from python_on_whales import DockerClient
+from python_on_whales.components.task.cli_wrapper import Task
+from python_on_whales.exceptions import DockerException
+from python_on_whales.utils import run
+
+from reconciler.core.config import Config, HostConfig
+from reconciler.edges.backend import (
+    PLACED,
+    BackendError,
+    Builder,
+    Output,
+    Unschedulable,
+    Warn,
+    split_lines,
+)
+from reconciler.edges.builder_image import DIGEST_LABEL, BuilderImageError, ensure_builder_image
+from reconciler.edges.docker_errors import last_line
+
+STACK_LABEL = "com.docker.stack.namespace"
+WAITING = {"new", "pending", "allocated"}  # not on a node yet
+ENDED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
+NO_EXIT_STATUS = 125  # the task ended without a container exit status (e.g. rejected)
+POLL_SECONDS = 0.5
+
+
+class SwarmBackend:
+    def __init__(self, config: Config, spec_dir_for: Callable[[str], Path],
+                 template_dirs: list[Path]) -> None:
+        self.config = config
+        self.manager = config.swarm_manager
+        self._spec_dir_for = spec_dir_for
+        self._template_dirs = template_dirs
+        self._image: str | None = None
+        self._hostnames: dict[str, str] = {}
+
+    def host(self, name: str) -> HostConfig | None:
+        return self.manager if name == self.manager.name else None
+
+    def pick_host(self, warn: Warn) -> HostConfig:
+        return self.manager
+
+    def builder_image(self, host: HostConfig) -> str:
+        """Built on the manager, then pushed to the registry, where every node pulls it."""
+        if self._image is None:
+            local = self.config.builder.image
+            docker = DockerClient(host=host.docker_host)
+            try:
+                ensure_builder_image(host.docker_host, local, self.config.builder.base_image,
+                                     self._template_dirs, force=False)
+                labels = docker.image.inspect(local).config.labels or {}
+                stamp = labels.get(DIGEST_LABEL) or docker.image.inspect(local).id[7:23]
+                shared = f"{self.config.image_prefix}/flops-reconciler/builder:{stamp}"
+                docker.image.tag(local, shared)
+                docker.image.push(shared, quiet=True)
+            except BuilderImageError as error:
+                raise BackendError(str(error)) from None
+            except DockerException as error:
+                raise BackendError(f"cannot push the builder image to {self.config.registry}: "
+                                   f"{last_line(error)}") from None
+            self._image = shared
+        return self._image
+
+    def has_buildx(self, host: HostConfig) -> bool:
+        return bool(DockerClient(host=host.docker_host).buildx.is_installed())
+
+    def deploy(self, host: HostConfig, name: str, spec_text: str) -> Builder:
+        spec_dir = self._spec_dir_for(name)
+        spec_dir.mkdir(parents=True, exist_ok=True)
+        spec_file = spec_dir / "stack.yaml"
+        spec_file.write_text(spec_text, encoding="utf-8")
+        try:
+            # python-on-whales' stack.deploy lets the CLI print to our stdout (and so into
+            # `apply --json`); its runner with the same command captures it instead.
+            docker = DockerClient(host=host.docker_host)
+            run([*docker.client_config.docker_cmd, "stack", "deploy", "--compose-file",
+                 spec_file, "--resolve-image", "never", name])
+        except DockerException as error:
+            self.remove(host, name)
+            raise BackendError(f"docker stack deploy through {host.name} failed: "
+                               f"{last_line(error)}") from None
+        builder = self.find(host, name)
+        if builder is None:
+            raise BackendError(f"docker stack deploy through {host.name} created no service")
+        return builder
+
+    def find(self, host: HostConfig, name: str) -> Builder | None:
+        try:
+            services = DockerClient(host=host.docker_host).service.list(
+                filters={"label": f"{STACK_LABEL}={name}"})
+        except DockerException as error:
+            raise BackendError(f"swarm manager {host.name} did not answer: "
+                               f"{last_line(error)}") from None
+        return Builder(name, host, services[0].id) if services else None
+
+    def output(self, builder: Builder, *, follow: bool) -> Iterator[Output]:
+        """Waits for placement (at most placement_timeout), then yields the task's output
+        as it grows until the task has ended; first an Output on the ``PLACED`` stream."""
+        seen = {"stdout": 0, "stderr": 0}
+        placed = False
+        while True:
+            task = self._task(builder)
+            state = _state(task)
+            if not placed and task is not None and task.node_id and state not in WAITING:
+                placed = True
+                yield Output(PLACED, f"{task.node_id} {self._hostname(builder, task.node_id)}",
+                             _iso(datetime.now(UTC)))
+            ended = state in ENDED
+            if state not in WAITING:
+                lines = list(self._logs(builder))
+                for stream in seen:
+                    new = [line for line in lines if line.stream == stream][seen[stream]:]
+                    seen[stream] += len(new)
+                    yield from new
+            if ended:
+                status = task.status if task is not None else None
+                if state != "complete" and status is not None and status.err:
+                    yield Output("stderr", f"swarm task {state}: {status.err}",
+                                 _iso(status.timestamp or datetime.now(UTC)))
+                return
+            if not follow:
+                return
+            time.sleep(POLL_SECONDS)
+
+    def exit_code(self, builder: Builder) -> int | None:
+        task = self._task(builder)
+        if _state(task) not in ENDED or task is None:
+            return None
+        status = task.status
+        container = status.container_status if status is not None else None
+        if container is not None and container.exit_code is not None:
+            return int(container.exit_code)
+        return 0 if _state(task) == "complete" else NO_EXIT_STATUS
+
+    def wait(self, builder: Builder) -> int:
+        while (code := self.exit_code(builder)) is None:
+            time.sleep(POLL_SECONDS)
+        return code
+
+    def remove(self, host: HostConfig, name: str, *, stop_timeout: int = 10) -> None:
+        """``docker stack rm``; the swarm stops the task in the background (its grace
+        period is in the spec), so ``stop_timeout`` has nothing left to decide here."""
+        try:
+            if self.find(host, name) is not None:
+                DockerClient(host=host.docker_host).stack.remove(name)
+        except DockerException as error:
+            raise BackendError(f"cannot remove builder stack {name}: {last_line(error)}") \
+                from None
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self._spec_dir_for(name))
+
+    # -- reading the swarm ----------------------------------------------------------------
+
+    def _task(self, builder: Builder) -> Task | None:
+        """The service's task (None before the swarm has made it); raises Unschedulable
+        when it has waited for a node longer than placement_timeout."""
+        docker = DockerClient(host=builder.host.docker_host)
+        try:
+            tasks = docker.service.ps(builder.ref)
+        except DockerException as error:
+            raise BackendError(f"cannot read the builder's task: {last_line(error)}") from None
+        task = max(tasks, key=lambda t: t.created_at or datetime.min.replace(tzinfo=UTC),
+                   default=None)
+        if task is not None and _state(task) in WAITING and task.created_at is not None:
+            waited = (datetime.now(UTC) - task.created_at).total_seconds()
+            if waited > self.config.placement_timeout:
+                status = task.status
+                reason = (status.err or status.message) if status is not None else None
+                raise Unschedulable(
+                    f"no image-builder node: the swarm placed builder {builder.name} on no "
+                    f"node within placement_timeout ({self.config.placement_timeout:g}s): "
+                    f"{reason or 'no reason given'}; label a node that may build images "
+                    "with `docker node update --label-add image-builder=true NODE`")
+        return task
+
+    def _logs(self, builder: Builder) -> Iterator[Output]:
+        docker = DockerClient(host=builder.host.docker_host)
+        try:
+            chunks: Iterator[tuple[str, bytes]] = docker.service.logs(
+                builder.ref, timestamps=True, raw=True, stream=True)
+            yield from split_lines(chunks)
+        except DockerException as error:
+            raise BackendError(f"cannot read the builder's output: {last_line(error)}") from None
+
+    def _hostname(self, builder: Builder, node_id: str) -> str:
+        if node_id not in self._hostnames:
+            try:
+                node = DockerClient(host=builder.host.docker_host).node.inspect(node_id)
+                self._hostnames[node_id] = str(node.description.hostname)
+            except (DockerException, AttributeError):
+                return "?"
+        return self._hostnames[node_id]
+
+
+def _state(task: Task | None) -> str:
+    status = getattr(task, "status", None)
+    return str(getattr(status, "state", None) or "new")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
