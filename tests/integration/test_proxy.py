@@ -1,0 +1,71 @@
+"""Proxied sites: with `[build] http_proxy` the FL-actor images' `pip install` reaches the
+site's package index through the proxy, and the proxy settings do not stay in the images.
+
+The index is named by a host this machine cannot resolve (``.invalid``, RFC 6761); only the
+test's forward proxy (tests/integration/forward_proxy.py) knows where it is, so pip can only
+have reached it through the proxy, and the proxy's own record says it did."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from support import RegistryServer
+
+from integration.forward_proxy import ForwardProxy
+from integration.harness import PackageIndex, Workspace, docker, sla_text
+
+pytestmark = pytest.mark.usefixtures("remove_registry_images")
+
+Publish = Callable[..., tuple[str, str]]
+MlFiles = Callable[..., dict[str, str]]
+INDEX_HOST = "flops-index.invalid"
+PACKAGE, VERSION = "flops_testdep", "1.0"
+BUILD_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "PIP_INDEX_URL", "PIP_TRUSTED_HOST")
+
+
+def test_dependencies_install_through_the_configured_http_proxy(
+    tmp_path: Path, registry: RegistryServer, base_image: str, publish: Publish,
+    ml_files: MlFiles, package_index: PackageIndex,
+) -> None:
+    with pytest.raises(socket.gaierror):  # no way to the index but the proxy
+        socket.getaddrinfo(INDEX_HOST, None)
+    package_index.add("flops-testdep", VERSION)
+    index_port = urlsplit(package_index.url).port
+    assert index_port is not None
+    index = f"http://{INDEX_HOST}:{index_port}/simple"
+    url, commit = publish("proxied", ml_files(marker="proxied",
+                                              extra_deps=[f"flops-testdep=={VERSION}"]))
+    with ForwardProxy({f"{INDEX_HOST}:{index_port}": ("127.0.0.1", index_port)}) as proxy:
+        ws = Workspace(tmp_path / "ws", registry.url, base_image)
+        # no_proxy exempts the loopback names only: the index's host goes through the proxy.
+        ws.config.write_text(ws.config.read_text() + (
+            f'[build]\npip_index_url = "{index}"\npip_trusted_host = "{INDEX_HOST}"\n'
+            f'http_proxy = "{proxy.url}"\nno_proxy = "localhost,127.0.0.1"\n'))
+        ws.sla("proxied.yaml", sla_text(url))
+        result = ws.run("apply", "--wait")
+        requests = proxy.requests()
+    assert result.code == 0, result.stdout + result.stderr + ws.log("proxied")
+    row = ws.status()["proxied"]
+    assert row["phase"] == "ready" and row["commit"] == commit
+
+    # pip asked the proxy for the project page and the wheel, once per role's build.
+    forwarded = [r.url for r in requests if r.forwarded and r.status == 200]
+    assert all(r.url.startswith(f"http://{INDEX_HOST}:{index_port}/") for r in requests), requests
+    assert forwarded.count(f"{index}/flops-testdep/") == 2, requests
+    wheel = f"{index}/flops-testdep/{PACKAGE}-{VERSION}-py3-none-any.whl"
+    assert forwarded.count(wheel) == 2, requests
+
+    for role, ref in row["images"].items():
+        env = json.loads(docker("image", "inspect", ref, "--format", "{{json .Config.Env}}"))
+        names = {entry.split("=", 1)[0].upper() for entry in env}
+        assert not names & set(BUILD_VARIABLES), (role, env)
+        assert not any(proxy.url in entry or INDEX_HOST in entry for entry in env), (role, env)
+        out = docker("run", "--rm", "--entrypoint", "python3", ref, "-c",
+                     f"import {PACKAGE}, os; print({PACKAGE}.VERSION, "
+                     "sorted(k for k in os.environ if 'PROXY' in k.upper()))")
+        assert out.strip().split(maxsplit=1) == [VERSION, "[]"], (role, out)
