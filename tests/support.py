@@ -390,14 +390,16 @@ class GitDaemon:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, root: Path, *, timeout: float = 20.0) -> GitDaemon:
+    def start(cls, root: Path, *, timeout: float = 20.0,
+              listen_host: str = "127.0.0.1") -> GitDaemon:
         base = root / "served"
         work_root = root / "work"
         base.mkdir(parents=True, exist_ok=True)
         work_root.mkdir(parents=True, exist_ok=True)
         last_error = ""
         for _attempt in range(3):
-            daemon = cls(base_path=base, work_root=work_root, port=free_port())
+            daemon = cls(base_path=base, work_root=work_root, port=free_port(listen_host),
+                         listen_host=listen_host)
             log = (root / f"git-daemon-{daemon.port}.log").open("ab")
             daemon.process = subprocess.Popen(
                 [
@@ -433,7 +435,7 @@ class GitDaemon:
         raise RuntimeError(f"git daemon did not start: {last_error}")
 
     def url(self, name: str) -> str:
-        """``git://127.0.0.1:PORT/<name>.git``"""
+        """``git://HOST:PORT/<name>.git``"""
         return f"git://{self.listen_host}:{self.port}/{name}.git"
 
     def make_ml_repo(self, name: str, files: Mapping[str, str]) -> MLRepo:

@@ -41,6 +41,7 @@ from support import (
 )
 
 from integration.harness import BuilderEvents, PackageIndex
+from integration.swarm_bed import SecondEngine, main_engine_trusts_testbed
 
 BASE_IMAGE = "flops-base:bookworm"
 _HERE = Path(__file__).resolve().parent
@@ -112,6 +113,52 @@ def registry(
         yield server
     finally:
         server.stop()
+
+
+# --- a second engine (multi-host and swarm tests) ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def second_engine(
+    base_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SecondEngine]:
+    """A second ``dockerd`` in its own network and mount namespace (DESIGN §8), with the base
+    image loaded. Test servers that it must reach listen on ``.host_addr``."""
+    for tool in ("ip", "nsenter", "unshare", "dockerd"):
+        if shutil.which(tool) is None:
+            unavailable(f"{tool} is not installed")
+    problem = main_engine_trusts_testbed()
+    if problem is not None:
+        unavailable(problem)
+    engine = SecondEngine.start(tmp_path_factory.mktemp("node-b"))
+    try:
+        engine.load_images([base_image])
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture(scope="session")
+def testbed_registry(
+    second_engine: SecondEngine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RegistryServer]:
+    """A registry v2 server both engines reach: on the test bed's address, plain HTTP."""
+    server = RegistryServer.start(tmp_path_factory.mktemp("testbed-registry"),
+                                  listen_host=second_engine.host_addr)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def testbed_git(second_engine: SecondEngine, tmp_path: Path) -> Iterator[GitDaemon]:
+    """A ``git daemon`` both engines' builders reach, on the test bed's address."""
+    daemon = GitDaemon.start(tmp_path / "testbed-git", listen_host=second_engine.host_addr)
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
 
 
 # --- git ------------------------------------------------------------------------------------
