@@ -69,6 +69,18 @@ def test_a_broken_configuration_is_exit_2_with_one_line(tmp_path: Path, desired:
     assert "registry" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", ["apply", "watch", "plan", "doctor"])
+def test_swarm_with_a_local_registry_stops_every_command_at_start(
+    tmp_path: Path, desired: Path, command: str
+) -> None:
+    (tmp_path / "reconciler.toml").write_text('backend = "swarm"\nregistry = "local"\n')
+    (desired / "alpha.yaml").write_text(VALID)
+    result = reconciler(tmp_path, command)
+    assert result.returncode == 2
+    assert 'backend = "swarm" needs registry = "<URL>"' in result.stderr
+    assert not (tmp_path / "state" / "projects").exists()  # nothing was done
+
+
 def test_logs_of_an_unknown_project_is_exit_1(tmp_path: Path, desired: Path) -> None:
     result = reconciler(tmp_path, "logs", "nobody")
     assert result.returncode == 1

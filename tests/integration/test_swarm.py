@@ -44,6 +44,11 @@ def test_single_node_swarm_fails_without_the_label_and_builds_once_it_is_added(
                    extra={**SWARM, "placement_timeout": "3s"})
     ws.sla("solo.yaml", sla_text(repo.url))
     with Swarm.formed("127.0.0.1") as swarm:
+        doctor = ws.run("doctor")
+        assert doctor.code == 1, doctor.stdout
+        assert "problem  image-builder nodes: no ready, active node is labelled" in doctor.stdout
+        assert f"({swarm.node_a}): not an image-builder" in doctor.stdout
+
         result = ws.run("apply", "--wait")
         assert result.code == 1, result.stdout + result.stderr
         record = ws.record("solo")
@@ -56,6 +61,9 @@ def test_single_node_swarm_fails_without_the_label_and_builds_once_it_is_added(
 
         with ws.watching() as watch:
             swarm.label(swarm.node_a, present=True)
+            doctor = ws.run("doctor")
+            assert "ok       image-builder nodes: 1 of 1 node(s) ready" in doctor.stdout
+            assert f"({swarm.node_a}): ready" in doctor.stdout
             row = ws.wait_row("solo", lambda r: r["phase"] == "ready", timeout=300,
                               what="ready once the node is labelled", process=watch)
         assert row["commit"] == repo.commit
