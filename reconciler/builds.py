@@ -26,7 +26,7 @@ from reconciler.core.config import Config
 from reconciler.core.events import LogLine, Outcome, event_lines, no_result_outcome, outcome_of
 from reconciler.core.project import BuildRecord, DesiredProject, Phase, ProjectRecord
 from reconciler.core.render import render_compose
-from reconciler.core.retry import counts_as_attempt, retry_time
+from reconciler.core.retry import failed_record
 from reconciler.edges.backend import PLACED, Backend, BackendError, Builder, Unschedulable
 from reconciler.edges.clock import utc_now_iso
 from reconciler.edges.compose_backend import ComposeBackend
@@ -313,7 +313,7 @@ class BuildRunner:
                     "repairs": list(outcome.repairs),
                     "repair_diffs": list(outcome.repair_diffs),
                     "base_image": outcome.base_image, "error": None, "build": None,
-                    "attempts": 0, "retry_at": None, "exhausted": False,
+                    "attempts": 0, "retry_at": None, "exhausted": False, "waits": 0,
                 })
                 if record.build and record.build.leader not in (None, record.project):
                     self.book.log.info(record.project, "result",
@@ -386,22 +386,6 @@ class BuildRunner:
                 self.book.log.error(project.name, stage, error)
             self.book.put(final)
             self.report(project.name, "failed")
-
-
-def failed_record(record: ProjectRecord, error: str, now: datetime,
-                  config: Config) -> ProjectRecord:
-    """The record after a failure: attempts, backoff and exhaustion per the retry policy."""
-    counted = counts_as_attempt(error)
-    attempts = record.attempts + (1 if counted else 0)
-    exhausted = counted and attempts >= config.max_attempts
-    # An outage is retried after the base wait whatever the project's own attempts are.
-    retry_at = None if exhausted else retry_time(
-        now, attempts if counted else 1, config.retry_base, config.retry_cap
-    ).isoformat(timespec="milliseconds")
-    return record.model_copy(update={
-        "phase": Phase.failed, "error": error, "build": None, "attempts": attempts,
-        "exhausted": exhausted, "retry_at": retry_at,
-    })
 
 
 def _retry_note(record: ProjectRecord) -> str:

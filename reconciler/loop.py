@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
-from reconciler.builds import BuildRunner, failed_record
+from reconciler.builds import BuildRunner
 from reconciler.core.build_request import project_build_key
 from reconciler.core.config import Config
 from reconciler.core.naming import image_refs
@@ -28,6 +28,7 @@ from reconciler.core.plan import Action, PlanItem, make_plan
 from reconciler.core.project import Desired, DesiredProject, InvalidProject, Phase, ProjectRecord
 from reconciler.core.render import make_environment
 from reconciler.core.repo_url import COMMIT
+from reconciler.core.retry import failed_record
 from reconciler.edges.backend import NO_HOST, BackendError
 from reconciler.edges.desired import FileCache, load_committed, load_desired
 from reconciler.edges.desired_repo import DesiredRepo, PullStatus, find_repo
@@ -397,7 +398,7 @@ class Controller:
             project = path.name.removeprefix(RETRY_REQUEST)
             record = self.book.get(project)
             if record is not None and record.phase is Phase.failed:
-                self.book.change(project, attempts=0, exhausted=False, retry_at=None)
+                self.book.change(project, attempts=0, waits=0, exhausted=False, retry_at=None)
                 self.book.log.info(project, "retry", "re-armed by `reconciler retry`")
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -429,6 +430,7 @@ def _fresh_record(want: DesiredProject, phase: Phase, *, commit: str | None,
         "digests": keep.digests, "timings": keep.timings, "repairs": keep.repairs,
         "repair_diffs": keep.repair_diffs, "base_image": keep.base_image,
         "attempts": keep.attempts, "exhausted": keep.exhausted,
+        "waits": keep.waits if phase is not Phase.ready else 0,
         # The last failure stays visible until a build succeeds, and lets a repeat of
         # the same failure go unlogged.
         "error": keep.error if phase is not Phase.ready else None,

@@ -100,6 +100,7 @@ class ProjectRecord(BaseModel):
     attempts: int = 0  # failed builds since the image inputs last changed or a re-arm
     retry_at: str | None = None  # no new attempt before this time (ISO-8601 UTC)
     exhausted: bool = False  # attempts reached max_attempts: wait for a change or a re-arm
+    waits: int = 0  # failures in a row that were not the project's (outage, no builder node)
     served_by: str | None = None  # the build key whose images this project uses
     # The desired-repository commit that last changed the SLA file: commit, author, date.
     source: dict[str, str] | None = None

@@ -1,13 +1,18 @@
 """When to try a failed build again: exponential backoff with a cap and an attempt limit.
 
 Decision: only failures of the build itself (the user's repository, its dependencies, the
-build or the push) count as attempts; an outage of the engine, registry or git remote is
-retried on every pass without using attempts up, because it is not the project's fault.
+build or the push) count as attempts and can exhaust them. Failures that are not the
+project's fault (an outage of the engine, registry or git remote; no node that may build)
+back off the same way, counted separately, but never exhaust: the project recovers by itself
+once the cause is gone.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+
+from reconciler.core.config import Config
+from reconciler.core.project import Phase, ProjectRecord
 
 COUNTED_CATEGORIES = ("repo", "dependencies", "build", "push")
 
@@ -24,3 +29,19 @@ def backoff_seconds(attempts: int, base: float, cap: float) -> float:
 
 def retry_time(now: datetime, attempts: int, base: float, cap: float) -> datetime:
     return now + timedelta(seconds=backoff_seconds(attempts, base, cap))
+
+
+def failed_record(record: ProjectRecord, error: str, now: datetime,
+                  config: Config) -> ProjectRecord:
+    """The record after a failure: attempts or waits, backoff and exhaustion."""
+    counted = counts_as_attempt(error)
+    attempts = record.attempts + (1 if counted else 0)
+    waits = 0 if counted else record.waits + 1
+    exhausted = counted and attempts >= config.max_attempts
+    retry_at = None if exhausted else retry_time(
+        now, attempts if counted else waits, config.retry_base, config.retry_cap
+    ).isoformat(timespec="milliseconds")
+    return record.model_copy(update={
+        "phase": Phase.failed, "error": error, "build": None, "attempts": attempts,
+        "waits": waits, "exhausted": exhausted, "retry_at": retry_at,
+    })
