@@ -244,7 +244,10 @@ def doctor(args: argparse.Namespace) -> int:
 
 def build_builder(args: argparse.Namespace) -> int:
     ws = workspace(args)
-    hosts = [h for h in ws.config.image_builder_hosts() if args.host in (None, h.name)]
+    # A swarm's builder image is built on its manager; each pass pushes it for the nodes.
+    candidates = [ws.config.swarm_manager] if ws.config.backend == "swarm" \
+        else ws.config.image_builder_hosts()
+    hosts = [h for h in candidates if args.host in (None, h.name)]
     if not hosts:
         print("reconciler: no matching image-builder host in the inventory", file=sys.stderr)
         return PROBLEMS
