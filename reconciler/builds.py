@@ -69,7 +69,6 @@ class BuildRunner:
         self.config = config
         self.book = book
         self.env = env
-        self.template_dirs = template_dirs
         self.report = report
         self.on_finished = on_finished
         backend_type = SwarmBackend if config.backend == "swarm" else ComposeBackend
@@ -126,14 +125,13 @@ class BuildRunner:
         self.book.change(leader.name, phase=Phase.building, build=build, served_by=build.key)
         for rider in riders:
             self.join(rider, build)
-        self.report(leader.name, f"starting builder on {host.name}")
+        where = (f"as a swarm stack through manager {host.name}, placed on a node labelled "
+                 "image-builder=true" if self.config.backend == "swarm" else f"on host {host.name}")
+        self.report(leader.name, f"starting builder {where}")
         try:
             if self.backend.find(host, spec.name) is None:
-                # Written before `compose up`: a crash right after the builder starts must
+                # Written before the deploy: a crash right after the builder starts must
                 # not leave a builder that the log never named.
-                where = (f"as a swarm stack through manager {host.name}, placed on a node "
-                         "labelled image-builder=true" if self.config.backend == "swarm"
-                         else f"on host {host.name}")
                 self.book.log.info(leader.name, "deploy", f"starting builder {spec.name} {where}")
                 self.backend.deploy(host, spec.name, render_compose(self.env, spec))
             else:  # a builder of this key exists already (a crash after deploy): adopt it
