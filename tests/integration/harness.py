@@ -81,6 +81,7 @@ class Workspace:
     hosts: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     options: list[str] = field(default_factory=list)  # global options, before the command
+    env: dict[str, str] = field(default_factory=dict)  # added to the commands' environment
 
     def __post_init__(self) -> None:
         self.desired.mkdir(parents=True, exist_ok=True)
@@ -132,7 +133,7 @@ class Workspace:
     def run(self, *args: str, timeout: float = 600, options: Sequence[str] = ()) -> Result:
         """Run a command to its end; ``options`` are global options (before the command)."""
         done = subprocess.run(self.command(*args, options=options), capture_output=True,
-                              text=True, timeout=timeout)
+                              text=True, timeout=timeout, env={**os.environ, **self.env})
         return Result(done.returncode, done.stdout, done.stderr)
 
     def start(self, *args: str, options: Sequence[str] = ()) -> Background:
@@ -141,7 +142,8 @@ class Workspace:
         out, err = self.root / f"bg-{n}.out", self.root / f"bg-{n}.err"
         with out.open("wb") as stdout, err.open("wb") as stderr:
             process = subprocess.Popen(self.command(*args, options=options), stdout=stdout,
-                                       stderr=stderr, stdin=subprocess.DEVNULL)
+                                       stderr=stderr, stdin=subprocess.DEVNULL,
+                                       env={**os.environ, **self.env})
         return Background(process, out, err)
 
     @contextlib.contextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -51,6 +52,8 @@ class SecondEngine:
     addr: str
     tcp_port: int
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    sshd: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    ssh_access: SshAccess | None = None
 
     @property
     def veth(self) -> str:
@@ -132,12 +135,57 @@ class SecondEngine:
         if save.wait(timeout=600) != 0 or load.returncode != 0:
             raise RuntimeError(f"loading {refs} into the second engine failed: {load.stderr!r}")
 
+    def start_sshd(self) -> SshAccess:
+        """An ``sshd`` in the engine's namespaces (so a session's ``docker`` reaches this
+        engine at /var/run/docker.sock, as on a real host), with a key of its own; returns
+        how to log in: the ``ssh://`` Docker host and a PATH entry whose ``ssh`` uses the
+        test's keys and known hosts."""
+        if self.ssh_access is not None:
+            return self.ssh_access
+        ssh = self.root / "ssh"
+        ssh.mkdir()
+        port = free_port(self.host_addr)
+        for key in ("host_key", "client_key"):
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ssh / key)])
+        (ssh / "authorized_keys").write_text((ssh / "client_key.pub").read_text())
+        (ssh / "known_hosts").write_text(
+            f"[{self.addr}]:{port} {(ssh / 'host_key.pub').read_text()}")
+        (ssh / "sshd_config").write_text("\n".join([
+            f"ListenAddress {self.addr}:{port}", f"HostKey {ssh / 'host_key'}",
+            f"AuthorizedKeysFile {ssh / 'authorized_keys'}", "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no",
+            "StrictModes no", f"PidFile {ssh / 'sshd.pid'}", ""]))
+        (ssh / "client_config").write_text("\n".join([
+            f"Host {self.addr}", "  User root", f"  IdentityFile {ssh / 'client_key'}",
+            "  IdentitiesOnly yes", f"  UserKnownHostsFile {ssh / 'known_hosts'}",
+            "  StrictHostKeyChecking yes", "  BatchMode yes", ""]))
+        shim = ssh / "bin"
+        shim.mkdir()
+        (shim / "ssh").write_text(
+            f'#!/bin/sh\nexec /usr/bin/ssh -F {ssh / "client_config"} "$@"\n')
+        (shim / "ssh").chmod(0o755)
+        (self.root / "run" / "sshd").mkdir(exist_ok=True)  # privilege separation dir
+        assert self.process is not None
+        self.sshd = subprocess.Popen(
+            ["nsenter", f"--target={self.process.pid}", "--net", "--mount", "--uts",
+             "/usr/sbin/sshd", "-D", "-e", "-f", str(ssh / "sshd_config")],
+            stdout=(ssh / "sshd.log").open("ab"), stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
+        access = self.ssh_access = SshAccess(f"ssh://root@{self.addr}:{port}", str(shim))
+        wait_until(lambda: access.docker("info", check=False).returncode == 0, 60, 0.2,
+                   lambda: "sshd did not let docker in: "
+                   + (ssh / "sshd.log").read_text(errors="replace")[-1500:])
+        return access
+
     def has_image(self, ref: str) -> bool:
         return self.docker("image", "inspect", ref, check=False).returncode == 0
 
     def stop(self) -> None:
         """Stop the daemon (its containers die with its namespaces), then remove the
         namespace, the veth pair and the daemon's files."""
+        if self.sshd is not None and self.sshd.poll() is None:
+            self.sshd.terminate()
+            self.sshd.wait(timeout=30)
         if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(Exception):
                 self.docker("swarm", "leave", "--force", check=False, timeout=60)
@@ -150,6 +198,23 @@ class SecondEngine:
         run(["ip", "link", "del", self.veth], check=False, timeout=30)
         run(["ip", "netns", "del", self.netns], check=False, timeout=30)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class SshAccess:
+    """``docker_host``: ``ssh://root@ADDR:PORT``; ``path``: put first on PATH, so the
+    ``ssh`` that Docker runs uses the test's key and known hosts."""
+
+    docker_host: str
+    path: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"PATH": f"{self.path}:{os.environ['PATH']}"}
+
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run(["docker", "-H", self.docker_host, *args], check=check, env=self.env,
+                   timeout=60)
 
 
 @dataclass

@@ -73,6 +73,28 @@ def test_a_builder_goes_to_the_image_builder_host_with_fewest_running_builders(
     assert not second_engine.has_image(learner)
 
 
+def test_a_host_reached_over_ssh_builds_there(
+    tmp_path: Path, second_engine: SecondEngine, testbed_registry: RegistryServer,
+    testbed_git: GitDaemon, base_image: str, ml_files: MlFiles, docker_cleanup: DockerCleanup,
+) -> None:
+    """``ssh://`` in [[hosts]]: Docker's own ssh transport to a real sshd on the second
+    engine's host; compose, the builder and its image all live there."""
+    docker_cleanup.add_image_prefix(testbed_registry.host)
+    ssh = second_engine.start_sshd()
+    over_ssh = {"name": "remote", "docker_host": ssh.docker_host, "addons": IMAGE_BUILDER}
+    ws = Workspace(tmp_path / "ws", testbed_registry.url, base_image, hosts=[over_ssh],
+                   env=ssh.env)
+    doctor = ws.run("doctor")
+    assert f"ok       image-builder host remote ({ssh.docker_host}): ready" in doctor.stdout
+    repo = testbed_git.make_ml_repo("owner/by-ssh", ml_files(marker="over ssh"))
+    ws.sla("by-ssh.yaml", sla_text(repo.url))
+    assert_ready(ws, "by-ssh", repo.commit, testbed_registry)
+    assert "on host remote" in ws.log("by-ssh")
+    learner = f"{testbed_registry.host}/owner/by-ssh/learner:{repo.commit}"
+    assert second_engine.has_image(learner)
+    assert not docker_image_exists(learner)
+
+
 def test_an_unreachable_host_is_skipped_with_a_warning(
     tmp_path: Path, registry: RegistryServer, git_remote: GitDaemon, base_image: str,
     ml_files: MlFiles, docker_cleanup: DockerCleanup,
