@@ -38,6 +38,9 @@ STACK_LABEL = "com.docker.stack.namespace"
 WAITING = {"new", "pending", "allocated"}  # not on a node yet
 ENDED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
 NO_EXIT_STATUS = 125  # the task ended without a container exit status (e.g. rejected)
+# Polling starts fast (a short task ends within a few polls) and slows to POLL_SECONDS, so a
+# long build costs a few `docker` calls per second, not dozens.
+FIRST_POLL_SECONDS = 0.05
 POLL_SECONDS = 0.5
 
 
@@ -115,6 +118,7 @@ class SwarmBackend:
         as it grows until the task has ended; first an Output on the ``PLACED`` stream."""
         seen = {"stdout": 0, "stderr": 0}
         placed = False
+        pause = FIRST_POLL_SECONDS
         while True:
             task = self._task(builder)
             state = _state(task)
@@ -137,7 +141,8 @@ class SwarmBackend:
                 return
             if not follow:
                 return
-            time.sleep(POLL_SECONDS)
+            time.sleep(pause)
+            pause = min(POLL_SECONDS, pause * 1.5)
 
     def exit_code(self, builder: Builder) -> int | None:
         task = self._task(builder)
@@ -150,8 +155,10 @@ class SwarmBackend:
         return 0 if _state(task) == "complete" else NO_EXIT_STATUS
 
     def wait(self, builder: Builder) -> int:
+        pause = FIRST_POLL_SECONDS
         while (code := self.exit_code(builder)) is None:
-            time.sleep(POLL_SECONDS)
+            time.sleep(pause)
+            pause = min(POLL_SECONDS, pause * 1.5)
         return code
 
     def remove(self, host: HostConfig, name: str, *, stop_timeout: int = 10) -> None:
