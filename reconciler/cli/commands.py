@@ -193,7 +193,7 @@ def check_repo(args: argparse.Namespace) -> int:
     images = workspace(args).config.images
     options = ImageOptions(dict(images.python), images.conda_base_image)
     local = is_local(target) or Path(target).exists()
-    if local and args.ref is None and not (Path(local_path(target)) / ".git").exists():
+    if local and args.ref is None and not _is_git_repository(Path(local_path(target))):
         return _report_review(Path(local_path(target)), args.json, options)
     with tempfile.TemporaryDirectory(prefix="flops-check-") as tmp:
         try:
@@ -204,6 +204,12 @@ def check_repo(args: argparse.Namespace) -> int:
             print(f"reconciler: {error}", file=sys.stderr)
             return PROBLEMS
         return _report_review(Path(tmp) / "repo", args.json, options)
+
+
+def _is_git_repository(path: Path) -> bool:
+    """A work tree (``.git`` inside) or a bare repository (HEAD and objects/ at the top):
+    either is checked at its HEAD commit, as a builder would clone it."""
+    return (path / ".git").exists() or ((path / "HEAD").is_file() and (path / "objects").is_dir())
 
 
 def _report_review(repo_dir: Path, as_json: bool, options: ImageOptions) -> int:

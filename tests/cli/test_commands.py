@@ -150,6 +150,11 @@ def test_check_repo_on_a_good_and_a_broken_repository(tmp_path: Path) -> None:
     result = reconciler(tmp_path, "check-repo", str(broken), "--ref", "main")
     assert result.returncode == 1
     assert "fit_model" in result.stdout
+    # A bare repository (what a builder clones from) is checked at its HEAD, like a URL.
+    bare = reconciler(tmp_path, "check-repo", str(tmp_path / "broken.git"))
+    assert bare.returncode == 1 and "fit_model" in bare.stdout
+    assert "model_manager.py is missing" not in bare.stdout
+    assert reconciler(tmp_path, "check-repo", str(tmp_path / "good.git")).returncode == 0
 
 
 def test_a_pass_over_ready_projects_touches_no_engine_registry_or_remote(
