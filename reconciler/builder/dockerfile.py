@@ -1,10 +1,13 @@
 """Edits to the rendered FL-actor Dockerfile: the chosen base image and the conda hook.
 
 Decision: the reconciler renders the Dockerfile and the builder changes it in exactly two
-places and nowhere else: the image of the first `FROM` line (only a well-formed image
+ways and nowhere else: the image of every `FROM` line that starts a stage from an image (not
+from an earlier stage, not from `scratch`) becomes the chosen base (only a well-formed image
 reference is ever written there, so the text stays one token), and, when conda-only packages
 must be installed and the Dockerfile does not install `.flops/conda-packages.txt` itself, a
-COPY/RUN pair right after that `FROM` line.
+COPY/RUN pair follows each of those `FROM` lines. The shipped template has one such line
+(its other stages start from that first one), so the base and the conda packages are set up
+once and shared by the dependency stage and the image.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ CONDA_PACKAGES_FILE = ".flops/conda-packages.txt"
 CONDA_CHANNELS_FILE = ".flops/conda-channels.txt"
 IMAGE_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 _FROM = re.compile(
-    r"^(?P<lead>[ \t]*FROM[ \t]+(?:--\S+[ \t]+)*)(?P<image>\S+)[^\n]*$",
+    r"^(?P<lead>[ \t]*FROM[ \t]+(?:--\S+[ \t]+)*)(?P<image>\S+)(?P<rest>[^\n]*)$",
     re.MULTILINE | re.IGNORECASE,
 )
+_STAGE_NAME = re.compile(r"^[ \t]+AS[ \t]+(?P<name>\S+)", re.IGNORECASE)
+SCRATCH = "scratch"
+NO_IMAGE_STAGE = "the Dockerfile has no FROM line that starts from an image"
 CONDA_HOOK = """\
 # conda-only dependencies (.flops/conda-packages.txt), added by the FLOps image builder
 COPY .flops/conda-packages.txt .flops/conda-channels.txt /tmp/flops/
@@ -36,31 +42,52 @@ RUN set -e; channels=""; \\
 
 
 def base_image(dockerfile: str) -> str | None:
-    """The image of the first `FROM` line, or None when there is none."""
-    match = _FROM.search(dockerfile)
-    return match["image"] if match else None
+    """The image of the first `FROM` line that starts a stage from an image, or None."""
+    matches = _image_stages(dockerfile)
+    return matches[0]["image"] if matches else None
+
+
+def _image_stages(dockerfile: str) -> list[re.Match[str]]:
+    """The `FROM` lines that start a stage from an image: not from an earlier stage (stage
+    names are case-insensitive, as Docker treats them) and not from `scratch`."""
+    stages: set[str] = set()
+    found: list[re.Match[str]] = []
+    for match in _FROM.finditer(dockerfile):
+        image = match["image"].lower()
+        if image not in stages and image != SCRATCH:
+            found.append(match)
+        name = _STAGE_NAME.match(match["rest"])
+        if name:
+            stages.add(name["name"].lower())
+    return found
 
 
 def with_base_image(dockerfile: str, image: str) -> str:
-    """The Dockerfile with the first `FROM` line's image replaced (flags and `AS name` kept).
+    """The Dockerfile with the image of every `FROM` line that starts a stage from an image
+    replaced (flags and `AS name` kept; `FROM <earlier stage>` and `FROM scratch` left alone).
 
     ValueError when `image` is not a plain image reference or there is no `FROM` line.
     """
     if not IMAGE_REFERENCE.match(image):
         raise ValueError(f"{image!r} is not an image reference")
-    match = _FROM.search(dockerfile)
-    if match is None:
-        raise ValueError("the Dockerfile has no FROM line")
-    return dockerfile[: match.start("image")] + image + dockerfile[match.end("image"):]
+    matches = _image_stages(dockerfile)
+    if not matches:
+        raise ValueError(NO_IMAGE_STAGE)
+    for match in reversed(matches):  # from the end, so earlier offsets stay valid
+        dockerfile = dockerfile[: match.start("image")] + image + dockerfile[match.end("image"):]
+    return dockerfile
 
 
 def with_conda_hook(dockerfile: str) -> str:
-    """The Dockerfile with a conda install of `.flops/conda-packages.txt` after the first
-    `FROM` line, unless it already mentions that file (then the template does the install)."""
+    """The Dockerfile with a conda install of `.flops/conda-packages.txt` after every `FROM`
+    line that starts a stage from an image, unless it already mentions that file (then the
+    template does the install)."""
     if "conda-packages.txt" in dockerfile:
         return dockerfile
-    match = _FROM.search(dockerfile)
-    if match is None:
-        raise ValueError("the Dockerfile has no FROM line")
-    end = match.end()
-    return dockerfile[:end] + "\n\n" + CONDA_HOOK + dockerfile[end:]
+    matches = _image_stages(dockerfile)
+    if not matches:
+        raise ValueError(NO_IMAGE_STAGE)
+    for match in reversed(matches):
+        end = match.end()
+        dockerfile = dockerfile[:end] + "\n\n" + CONDA_HOOK + dockerfile[end:]
+    return dockerfile

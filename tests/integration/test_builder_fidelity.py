@@ -1,15 +1,19 @@
 """Stage 3 through real builds: dependency repairs land in the images and their labels, a
-code-only commit reuses the dependency layer, and dependency problems fail before building.
-Dependencies come from a package index the test serves (fake pure-Python wheels)."""
+code-only commit reuses the dependency layer, a package the base image has is upgraded in
+place, and dependency problems fail before building. Dependencies come from a package index
+the test serves (fake pure-Python wheels)."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from support import GitDaemon, RegistryServer
+from support import GitDaemon, RegistryServer, run
 
 from integration.harness import PackageIndex, Workspace, docker, sla_text
 
@@ -100,6 +104,44 @@ def test_a_code_only_commit_reuses_the_dependency_layer(
     assert cold[:-1] == warm[:-1] and cold[-1] != warm[-1]
     print(f"\nbuild:learner cold {rows['cold']['timings']['build:learner']:.2f}s, "
           f"code-only {rows['warm']['timings']['build:learner']:.2f}s")
+
+
+def test_a_package_the_base_image_has_is_upgraded_in_place(
+    tmp_path: Path, registry: RegistryServer, base_image: str, publish: Publish,
+    ml_files: MlFiles, package_index: PackageIndex, docker_cleanup: Any,
+) -> None:
+    # The site's base has flops-basepkg 1.0 installed with pip (a module of its own, `legacy`,
+    # comes with 1.0 only); the project pins 2.0. The dependencies are installed in a stage of
+    # their own and copied into the image, which must not keep 1.0's files beside 2.0's.
+    package_index.add("flops-basepkg", "1.0", {"flops_basepkg": 'VERSION = "1.0"\n',
+                                               "legacy": "OLD = True\n"})
+    package_index.add("flops-basepkg", "2.0")
+    name = f"flops-test-pipbase-{uuid.uuid4().hex[:12]}"
+    docker_cleanup.add_image_prefix(f"{name}:")
+    context = tmp_path / "pip-base"
+    context.mkdir()
+    wheel = "flops_basepkg-1.0-py3-none-any.whl"
+    shutil.copy(package_index.root / "simple" / "flops-basepkg" / wheel, context / wheel)
+    (context / "Dockerfile").write_text(
+        f"FROM {base_image}\nCOPY {wheel} /tmp/\n"
+        f"RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-index /tmp/{wheel} "
+        f"&& rm /tmp/{wheel}\n")
+    run(["docker", "build", "--quiet", "--tag", f"{name}:latest", str(context)],
+        env={"DOCKER_BUILDKIT": "0"}, timeout=300)
+    pip_base = f"{name}:latest"
+    assert python_says(pip_base, "import legacy, flops_basepkg; print(flops_basepkg.VERSION)") \
+        == "1.0"
+
+    url, _ = publish("upgrade", ml_files(marker="upgrade", extra_deps=["flops-basepkg==2.0"]))
+    ws = site(tmp_path, registry, pip_base, package_index)
+    ws.sla("upgrade.yaml", sla_text(url))
+    result = ws.run("apply", "--wait")
+    assert result.code == 0, result.stdout + result.stderr + ws.log("upgrade")
+    probe = ("import importlib.metadata as m, importlib.util as u, flops_basepkg; "
+             "print(flops_basepkg.VERSION, u.find_spec('legacy') is not None, sorted("
+             "d.version for d in m.distributions() if d.metadata['Name'] == 'flops-basepkg'))")
+    for ref in ws.status()["upgrade"]["images"].values():
+        assert python_says(ref, probe) == "2.0 False ['2.0']", ref
 
 
 def test_conflicting_pins_and_an_unmatched_python_pin_fail_before_building(

@@ -1,5 +1,7 @@
 """Air-gapped sites: the FL-actor images install their dependencies from a package index
-that the site configures (`[build] pip_index_url`); here a PEP 503 index the test serves."""
+that the site configures (`[build] pip_index_url`); here a PEP 503 index the test serves.
+The index URLs carry credentials, and none of them is anywhere in the images: not in their
+environment, history, inspect output or files; nor is the copy of the site CA pip read."""
 
 from __future__ import annotations
 
@@ -12,12 +14,28 @@ import pytest
 from support import RegistryServer, free_port, port_accepts, wait_until
 
 from integration.harness import PackageIndex, Workspace, docker, sla_text
+from integration.image_leaks import SAVED, where_found
 
 pytestmark = pytest.mark.usefixtures("remove_registry_images")
 
 Publish = Callable[..., tuple[str, str]]
 MlFiles = Callable[..., dict[str, str]]
 PACKAGE, VERSION = "flops_testdep", "1.0"
+INDEX_SECRET, EXTRA_SECRET = "flops-index-secret-5b2f", "flops-extra-index-secret-e04c"
+INSTALLED = f"{PACKAGE}-{VERSION}.dist-info"  # in a layer of every image: the scan sees files
+
+
+def with_user(url: str, user: str, password: str) -> str:
+    """``http://host:port/path`` -> ``http://user:password@host:port/path``."""
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{user}:{password}@{rest}"
+
+
+def assert_only_installed_files_found(ref: str, values: tuple[str, ...]) -> None:
+    """None of ``values`` is in the image's history, inspect output or files, while the scan
+    does find the installed package's files (so it read the layers)."""
+    found = where_found(ref, (*values, INSTALLED))
+    assert {v: places for v, places in found.items() if places} == {INSTALLED: {SAVED}}, ref
 
 
 def test_dependencies_install_from_the_configured_index(
@@ -27,9 +45,14 @@ def test_dependencies_install_from_the_configured_index(
     package_index.add("flops-testdep", VERSION)
     url, commit = publish("indexed", ml_files(marker="indexed",
                                               extra_deps=[f"flops-testdep=={VERSION}"]))
+    # The index needs no credentials, but pip sends them (Authorization) and they must not
+    # stay anywhere; the extra index has no projects (pip skips its 404s).
+    index = with_user(package_index.url, "flops-index-user", INDEX_SECRET)
+    extra = with_user(package_index.url.replace("/simple", "/extra/simple"),
+                      "flops-extra-user", EXTRA_SECRET)
     ws = Workspace(tmp_path / "ws", registry.url, base_image)
-    ws.config.write_text(ws.config.read_text()
-                         + f'[build]\npip_index_url = "{package_index.url}"\n')
+    ws.config.write_text(ws.config.read_text() + f'[build]\npip_index_url = "{index}"\n'
+                         f'pip_extra_index_url = "{extra}"\n')
     ws.sla("indexed.yaml", sla_text(url))
     result = ws.run("apply", "--wait")
     assert result.code == 0, result.stdout + result.stderr + ws.log("indexed")
@@ -41,6 +64,8 @@ def test_dependencies_install_from_the_configured_index(
                      "os.environ.get('PIP_INDEX_URL'))")
         # Installed from the site's index, and the index URL did not stay in the image.
         assert out.split() == [VERSION, "None"], out
+        assert_only_installed_files_found(
+            ref, (index, extra, INDEX_SECRET, EXTRA_SECRET, package_index.url))
 
 
 TLS_SERVER = """
@@ -100,6 +125,12 @@ def test_a_site_ca_bundle_lets_pip_trust_an_https_index(
     assert untrusted_code == 1 and untrusted["phase"] == "failed", untrusted
     trusted_code, trusted = results[True]
     assert trusted_code == 0 and trusted["phase"] == "ready", trusted
-    out = docker("run", "--rm", "--entrypoint", "python3", trusted["images"]["learner"], "-c",
-                 f"import {PACKAGE}, os; print({PACKAGE}.VERSION, os.environ.get('PIP_CERT'))")
-    assert out.split() == [VERSION, "None"], out
+    for ref in trusted["images"].values():
+        # The CA is trusted by the pip step only: no PIP_CERT, and the copy of the bundle the
+        # pip step read is not in the image (the bundle's own file in /app/.flops, part of the
+        # build context, is not trusted by anything).
+        out = docker("run", "--rm", "--entrypoint", "python3", ref, "-c",
+                     f"import {PACKAGE}, os; print({PACKAGE}.VERSION, "
+                     "os.environ.get('PIP_CERT'), os.path.exists('/tmp/flops/ca-bundle.pem'))")
+        assert out.split() == [VERSION, "None", "False"], out
+        assert_only_installed_files_found(ref, (index,))

@@ -3,7 +3,9 @@ site's package index through the proxy, and the proxy settings do not stay in th
 
 The index is named by a host this machine cannot resolve (``.invalid``, RFC 6761); only the
 test's forward proxy (tests/integration/forward_proxy.py) knows where it is, so pip can only
-have reached it through the proxy, and the proxy's own record says it did."""
+have reached it through the proxy, and the proxy's own record says it did. The proxies carry
+credentials, and no setting's value (credentials included) is anywhere in either image: not
+in its environment, its history, its inspect output or any of its files."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from support import RegistryServer
 
 from integration.forward_proxy import ForwardProxy
 from integration.harness import PackageIndex, Workspace, docker, sla_text
+from integration.image_leaks import SAVED, where_found
 
 pytestmark = pytest.mark.usefixtures("remove_registry_images")
 
@@ -26,6 +29,15 @@ MlFiles = Callable[..., dict[str, str]]
 INDEX_HOST = "flops-index.invalid"
 PACKAGE, VERSION = "flops_testdep", "1.0"
 BUILD_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "PIP_INDEX_URL", "PIP_TRUSTED_HOST")
+HTTP_SECRET, HTTPS_SECRET = "flops-http-proxy-secret-3c1d", "flops-https-proxy-secret-9a7e"
+NO_PROXY = "localhost,127.0.0.1,flops-no-proxy.invalid"
+INSTALLED = f"{PACKAGE}-{VERSION}.dist-info"  # in a layer of every image: the scan sees files
+
+
+def with_user(url: str, user: str, password: str) -> str:
+    """``http://host:port`` -> ``http://user:password@host:port``."""
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{user}:{password}@{rest}"
 
 
 def test_dependencies_install_through_the_configured_http_proxy(
@@ -41,11 +53,14 @@ def test_dependencies_install_through_the_configured_http_proxy(
     url, commit = publish("proxied", ml_files(marker="proxied",
                                               extra_deps=[f"flops-testdep=={VERSION}"]))
     with ForwardProxy({f"{INDEX_HOST}:{index_port}": ("127.0.0.1", index_port)}) as proxy:
+        http_proxy = with_user(proxy.url, "flops-http-user", HTTP_SECRET)
+        https_proxy = with_user(proxy.url, "flops-https-user", HTTPS_SECRET)  # unused: no TLS
         ws = Workspace(tmp_path / "ws", registry.url, base_image)
         # no_proxy exempts the loopback names only: the index's host goes through the proxy.
         ws.config.write_text(ws.config.read_text() + (
             f'[build]\npip_index_url = "{index}"\npip_trusted_host = "{INDEX_HOST}"\n'
-            f'http_proxy = "{proxy.url}"\nno_proxy = "localhost,127.0.0.1"\n'))
+            f'http_proxy = "{http_proxy}"\nhttps_proxy = "{https_proxy}"\n'
+            f'no_proxy = "{NO_PROXY}"\n'))
         ws.sla("proxied.yaml", sla_text(url))
         result = ws.run("apply", "--wait")
         requests = proxy.requests()
@@ -69,3 +84,8 @@ def test_dependencies_install_through_the_configured_http_proxy(
                      f"import {PACKAGE}, os; print({PACKAGE}.VERSION, "
                      "sorted(k for k in os.environ if 'PROXY' in k.upper()))")
         assert out.strip().split(maxsplit=1) == [VERSION, "[]"], (role, out)
+        # Not in the history (`|N HTTP_PROXY=...` of a RUN step), the config or any file.
+        values = (http_proxy, https_proxy, HTTP_SECRET, HTTPS_SECRET, proxy.url, NO_PROXY,
+                  index, INDEX_HOST)
+        found = where_found(ref, (*values, INSTALLED))
+        assert {v: places for v, places in found.items() if places} == {INSTALLED: {SAVED}}, role

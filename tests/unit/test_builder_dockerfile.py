@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from reconciler.builder.dockerfile import (
@@ -10,6 +12,9 @@ from reconciler.builder.dockerfile import (
     with_base_image,
     with_conda_hook,
 )
+from reconciler.core.render import make_environment, render_actor_dockerfile
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 RENDERED = (
     "# FL-actor image (learner); FROM in a comment is not a FROM line\n"
@@ -17,12 +22,43 @@ RENDERED = (
 )
 
 
-def test_only_the_first_from_image_is_replaced() -> None:
-    text = with_base_image(RENDERED + "FROM second AS other\n", "reg.example/py:3.10")
+# The shape of the shipped template: one stage from the base image, two from that stage.
+STAGED = (
+    "# FL-actor image (learner)\n"
+    "FROM python:3.11-slim AS actor-base\nENV FLOPS_ROLE=learner\n\n"
+    "FROM actor-base AS deps\nARG PIP_INDEX_URL\nRUN pip install --root /r -r req.txt\n\n"
+    "FROM Actor-Base\nCOPY --from=deps /r/ /\nCOPY . /app\n"
+)
+
+
+def test_the_image_of_the_from_line_is_replaced() -> None:
+    text = with_base_image(RENDERED, "reg.example/py:3.10")
     assert text.splitlines()[1] == "FROM reg.example/py:3.10"
     assert text.splitlines()[0] == RENDERED.splitlines()[0]
-    assert "RUN echo FROM x" in text and "FROM second AS other" in text
+    assert "RUN echo FROM x" in text
     assert base_image(text) == "reg.example/py:3.10"
+
+
+def test_every_stage_from_an_image_gets_the_base() -> None:
+    two = "FROM base:1 AS deps\nRUN pip install x\n\nFROM base:1\nCOPY --from=deps /r /\n"
+    text = with_base_image(two, "reg.example/py:3.10")
+    assert text == two.replace("base:1", "reg.example/py:3.10")
+    assert base_image(text) == "reg.example/py:3.10"
+
+
+def test_stages_from_an_earlier_stage_or_scratch_are_left_alone() -> None:
+    text = with_base_image(STAGED + "FROM scratch AS empty\n", "reg.example/py:3.10")
+    froms = [line for line in text.splitlines() if line.startswith("FROM")]
+    # Stage names are case-insensitive, as Docker treats them: "Actor-Base" is the stage.
+    assert froms == ["FROM reg.example/py:3.10 AS actor-base", "FROM actor-base AS deps",
+                     "FROM Actor-Base", "FROM scratch AS empty"]
+    assert text.replace("reg.example/py:3.10", "python:3.11-slim") == STAGED + (
+        "FROM scratch AS empty\n")
+
+
+def test_an_image_named_like_a_later_stage_is_an_image() -> None:
+    text = with_base_image("FROM deps AS base\nFROM base AS deps\nFROM deps\n", "b:2")
+    assert text == "FROM b:2 AS base\nFROM base AS deps\nFROM deps\n"
 
 
 def test_flags_and_the_stage_name_are_kept() -> None:
@@ -36,9 +72,13 @@ def test_only_an_image_reference_is_written(image: str) -> None:
         with_base_image(RENDERED, image)
 
 
-def test_a_dockerfile_without_from_is_refused() -> None:
+@pytest.mark.parametrize("dockerfile", ["RUN true\n", "FROM scratch\nCOPY x /\n"])
+def test_a_dockerfile_without_a_stage_from_an_image_is_refused(dockerfile: str) -> None:
     with pytest.raises(ValueError):
-        with_base_image("RUN true\n", "a:b")
+        with_base_image(dockerfile, "a:b")
+    with pytest.raises(ValueError):
+        with_conda_hook(dockerfile)
+    assert base_image(dockerfile) is None
 
 
 def test_the_conda_hook_follows_the_from_line() -> None:
@@ -50,6 +90,34 @@ def test_the_conda_hook_follows_the_from_line() -> None:
     assert "--file /tmp/flops/conda-packages.txt" in CONDA_HOOK
 
 
+def test_the_conda_hook_goes_into_the_stage_the_others_start_from() -> None:
+    text = with_conda_hook(STAGED)
+    assert text.count(CONDA_HOOK) == 1
+    assert text.index("FROM python:3.11-slim AS actor-base") < text.index(CONDA_HOOK)
+    assert text.index(CONDA_HOOK) < text.index("ENV FLOPS_ROLE")  # before any other step
+
+
+def test_every_stage_from_an_image_gets_the_conda_hook() -> None:
+    two = "FROM base:1 AS deps\nRUN pip install x\n\nFROM base:1\nCOPY --from=deps /r /\n"
+    text = with_conda_hook(two)
+    assert text.count(CONDA_HOOK) == 2
+    first, second = (i for i, line in enumerate(text.splitlines()) if line.startswith("FROM"))
+    lines = text.splitlines()
+    assert lines[first + 2] == lines[second + 2] == CONDA_HOOK.splitlines()[0]
+
+
 def test_a_template_that_installs_conda_packages_itself_gets_no_hook() -> None:
     template = RENDERED + "COPY .flops/conda-packages.txt /tmp/\n"
     assert with_conda_hook(template) == template
+
+
+def test_the_shipped_template_gets_the_base_and_the_hook_once_in_its_first_stage() -> None:
+    rendered = render_actor_dockerfile(make_environment([TEMPLATES]), role="learner",
+                                       base_image="python:3.11-slim")
+    text = with_conda_hook(with_base_image(rendered, "reg.example/micromamba:1.5"))
+    froms = [line for line in text.splitlines() if line.startswith("FROM")]
+    assert froms == ["FROM reg.example/micromamba:1.5 AS actor-base", "FROM actor-base AS deps",
+                     "FROM actor-base"]
+    assert base_image(text) == "reg.example/micromamba:1.5"
+    assert text.count(CONDA_HOOK) == 1
+    assert text.index(froms[0]) < text.index(CONDA_HOOK) < text.index(froms[1])

@@ -122,7 +122,7 @@ def test_actor_dockerfiles_use_the_configured_base_image() -> None:
     dockerfiles = builder_spec(project(), COMMIT, config, HOST, ENV).request["dockerfiles"]
     assert set(dockerfiles) == set(ROLES)
     for role, text in dockerfiles.items():
-        assert "FROM debian-python:bookworm\n" in text
+        assert "FROM debian-python:bookworm AS actor-base\n" in text
         assert f"FLOPS_ROLE={role}" in text
 
 

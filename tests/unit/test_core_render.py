@@ -302,7 +302,10 @@ def test_quote_refuses_anything_but_scalars(value: Any) -> None:
 def test_actor_dockerfile_uses_the_base_image_and_the_role(role: str) -> None:
     text = render_actor_dockerfile(ENV, role=role, base_image="example.org/python:3.11")
     instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert instructions[0] == "FROM example.org/python:3.11"
+    assert instructions[0] == "FROM example.org/python:3.11 AS actor-base"
+    # The dependency stage and the image start from that stage, not from the image again.
+    froms = [line for line in instructions if line.startswith("FROM")]
+    assert froms[1:] == ["FROM actor-base AS deps", "FROM actor-base"]
     assert f"FLOPS_ROLE={role}" in text
     assert f"COPY .flops/requirements-{role}.txt /tmp/flops/requirements.txt" in text
     other = "aggregator" if role == "learner" else "learner"
