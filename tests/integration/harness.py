@@ -405,3 +405,25 @@ def _sha256(text: str) -> str:
 
 def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def assert_failed_before_building(ws: Workspace, project: str, registry_url: str) -> None:
+    """The project's dependency error is logged and nothing was built or pushed."""
+    log = ws.log(project)
+    assert " ERROR dependencies dependencies: conda.yaml:" in log
+    assert " INFO build:learner started" not in log
+    images = ws.record(project)["images"]
+    assert images and not any(manifest_exists(registry_url, ref) for ref in images.values())
+
+
+def assert_check_repo_agrees(ws: Workspace, url: str, error: str) -> dict[str, Any]:
+    """`check-repo` with the workspace's configuration gives the builder's verdict, word for
+    word (category: file:line: message; hint); returns the JSON verdict."""
+    checked = ws.run("check-repo", url, "--json")
+    assert checked.code == 1, checked.stdout + checked.stderr
+    verdict: dict[str, Any] = json.loads(checked.stdout)
+    assert not verdict["ok"] and verdict["stage"] == "dependencies"
+    [problem] = verdict["problems"]
+    assert (f"{problem['category']}: {problem['file']}:{problem['line']}: "
+            f"{problem['message']}; {problem['hint']}") == error
+    return verdict

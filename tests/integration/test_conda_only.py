@@ -12,7 +12,12 @@ import pytest
 import yaml
 from support import RegistryServer
 
-from integration.harness import Workspace, manifest_exists, sla_text
+from integration.harness import (
+    Workspace,
+    assert_check_repo_agrees,
+    assert_failed_before_building,
+    sla_text,
+)
 
 pytestmark = pytest.mark.usefixtures("remove_registry_images")
 
@@ -50,23 +55,9 @@ def test_conda_only_packages_without_a_conda_base_fail_listing_them(
     assert f"cudatoolkit=11.8 (conda.yaml:{CUDATOOLKIT_LINE}" in error, error
     assert f"cudnn (conda.yaml:{CUDNN_LINE}" in error, error
     assert "conda_base_image" in error, error  # the hint names the setting
-    log = ws.log("gpu")
-    assert " ERROR dependencies dependencies: conda.yaml:" in log
-    assert " INFO build:learner started" not in log  # failed before building
-    images = ws.record("gpu")["images"]
-    assert images and not any(manifest_exists(registry.url, ref) for ref in images.values())
-
-    # check-repo with the same configuration: the same verdict, word for word. (--ref: given
-    # a bare repository's path without one, check-repo reviews the directory as a work tree.)
-    checked = ws.run("check-repo", url, "--ref", "main", "--json")
-    assert checked.code == 1, checked.stdout + checked.stderr
-    verdict = json.loads(checked.stdout)
-    assert not verdict["ok"] and verdict["stage"] == "dependencies"
-    [problem] = verdict["problems"]
-    assert problem["category"] == "dependencies"
-    assert (f"{problem['category']}: {problem['file']}:{problem['line']}: "
-            f"{problem['message']}; {problem['hint']}") == error
-    text = ws.run("check-repo", url, "--ref", "main")
+    assert_failed_before_building(ws, "gpu", registry.url)
+    assert_check_repo_agrees(ws, url, error)
+    text = ws.run("check-repo", url)
     assert text.code == 1 and "cudatoolkit=11.8" in text.stdout and "cudnn" in text.stdout
 
     # With a conda-capable base configured the same repository passes the review, and the
@@ -74,7 +65,7 @@ def test_conda_only_packages_without_a_conda_base_fail_listing_them(
     conda_site = Workspace(tmp_path / "conda-site", registry.url, base_image)
     conda_site.config.write_text(conda_site.config.read_text()
                                  + 'conda_base_image = "mambaorg/micromamba:1.5"\n')
-    allowed = conda_site.run("check-repo", url, "--ref", "main", "--json")
+    allowed = conda_site.run("check-repo", url, "--json")
     assert allowed.code == 0, allowed.stdout + allowed.stderr
     repairs = json.loads(allowed.stdout)["repairs"]
     assert any("cudatoolkit=11.8" in r["summary"] and "micromamba" in r["summary"]

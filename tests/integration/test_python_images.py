@@ -17,7 +17,13 @@ import pytest
 import yaml
 from support import RegistryServer, run
 
-from integration.harness import Workspace, docker, manifest_exists, sla_text
+from integration.harness import (
+    Workspace,
+    assert_check_repo_agrees,
+    assert_failed_before_building,
+    docker,
+    sla_text,
+)
 
 pytestmark = pytest.mark.usefixtures("remove_registry_images")
 
@@ -116,18 +122,5 @@ def test_a_pin_no_configured_version_satisfies_fails_naming_pin_and_versions(
     assert error.startswith("dependencies: conda.yaml:"), error
     assert "'python=3.12'" in error and "(3.10, 3.11)" in error, error
     assert row["base_image"] is None
-    log = ws.log("unmapped")
-    assert " ERROR dependencies dependencies: conda.yaml:" in log
-    assert " INFO build:learner started" not in log  # failed before building
-    images = ws.record("unmapped")["images"]
-    assert images and not any(manifest_exists(registry.url, ref) for ref in images.values())
-
-    # check-repo, with the same configuration, gives the builder's verdict. (--ref: given a
-    # bare repository's path without one, check-repo reviews the directory as a work tree.)
-    checked = ws.run("check-repo", url, "--ref", "main", "--json")
-    assert checked.code == 1, checked.stdout + checked.stderr
-    verdict = json.loads(checked.stdout)
-    assert not verdict["ok"] and verdict["stage"] == "dependencies"
-    [problem] = verdict["problems"]
-    assert (f"{problem['category']}: {problem['file']}:{problem['line']}: "
-            f"{problem['message']}; {problem['hint']}") == error
+    assert_failed_before_building(ws, "unmapped", registry.url)
+    assert_check_repo_agrees(ws, url, error)
