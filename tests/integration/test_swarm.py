@@ -8,6 +8,7 @@ reconciler's log.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,11 @@ def test_two_node_swarm_builds_only_on_the_labelled_node(
         swarm.label(swarm.node_b, present=True)
 
         ws.sla("on-b.yaml", sla_text(first.url))
+        since = time.time()
         assert_built(ws, "on-b", first.commit, testbed_registry)
+        # Docker's own event logs: the builder's task container was created on B only.
+        assert created(["-H", second_engine.docker_host], "on-b", since)
+        assert not created([], "on-b", since)
         log = ws.log("on-b")
         assert f"builder task placed on node {swarm.node_b} (flops-node-b)" in log
         learner = f"{testbed_registry.host}/owner/on-b/learner:{first.commit}"
@@ -98,7 +103,10 @@ def test_two_node_swarm_builds_only_on_the_labelled_node(
         swarm.label(swarm.node_b, present=False)
         swarm.label(swarm.node_a, present=True)
         ws.sla("on-a.yaml", sla_text(second.url))
+        since = time.time()
         assert_built(ws, "on-a", second.commit, testbed_registry)
+        assert created([], "on-a", since)
+        assert not created(["-H", second_engine.docker_host], "on-a", since)
         assert f"builder task placed on node {swarm.node_a}" in ws.log("on-a")
         learner = f"{testbed_registry.host}/owner/on-a/learner:{second.commit}"
         assert local_image_exists(learner), "node A's engine built the image"
@@ -113,6 +121,14 @@ def assert_built(ws: Workspace, project: str, commit: str, registry: RegistrySer
     assert row["phase"] == "ready" and row["commit"] == commit
     for role in ("learner", "aggregator"):
         assert registry.manifest_exists(f"owner/{project}/{role}", commit)
+
+
+def created(engine: list[str], project: str, since: float) -> list[str]:
+    """Builder containers of ``project`` that the engine created since ``since``."""
+    return run(["docker", *engine, "events", "--since", f"{since:.3f}", "--until",
+                f"{time.time():.3f}", "--filter", "type=container", "--filter", "event=create",
+                "--filter", f"label=flops.project={project}", "--format",
+                "{{.Actor.Attributes.name}}"]).stdout.split()
 
 
 def local_image_exists(ref: str) -> bool:
