@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from python_on_whales import DockerClient
@@ -23,6 +24,15 @@ from reconciler.edges.docker_errors import last_line
 
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 BUILDER_LABEL = "flops.role=image-builder"
+
+
+def _running_builders(host: HostConfig) -> int | str:
+    """How many builders run on the host, or why it did not answer."""
+    try:
+        return len(DockerClient(host=host.docker_host).container.list(
+            filters={"label": BUILDER_LABEL, "status": "running"}))
+    except DockerException as error:
+        return last_line(error)
 
 
 class ComposeBackend:
@@ -45,16 +55,17 @@ class ComposeBackend:
             if not hosts:
                 raise BackendError(NO_HOST)
             return hosts[0]
+        # Asked all at once: a host that does not answer costs its timeout once, not per host.
+        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+            answers = list(pool.map(_running_builders, hosts))
         running: dict[str, int] = {}
         unreachable = []
-        for host in hosts:
-            try:
-                running[host.name] = len(DockerClient(host=host.docker_host).container.list(
-                    filters={"label": BUILDER_LABEL, "status": "running"}))
-            except DockerException as error:
-                unreachable.append(f"{host.name} ({last_line(error)})")
-                warn(f"image-builder host {host.name} is unreachable and was skipped: "
-                     f"{last_line(error)}")
+        for host, answer in zip(hosts, answers, strict=True):
+            if isinstance(answer, int):
+                running[host.name] = answer
+                continue
+            unreachable.append(f"{host.name} ({answer})")
+            warn(f"image-builder host {host.name} is unreachable and was skipped: {answer}")
         if not running:
             raise BackendError("no image-builder host is reachable: " + "; ".join(unreachable)
                                + "; start their engines or fix docker_host in [[hosts]]")
