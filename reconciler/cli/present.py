@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import asdict
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -30,7 +29,7 @@ def status_row(record: ProjectRecord, store: StateStore) -> dict[str, Any]:
         "digests": record.digests,
         "timings": record.timings,
         "repairs": record.repairs,
-        "repair_diffs": [asdict(repair) for repair in record.repair_diffs],
+        "repair_diffs": [repair.as_json() for repair in record.repair_diffs],
         "base_image": record.base_image,
         "error": record.error,
         "observer_log": str(store.observer_path(record.project)),

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.builder.repairs import Repair
+
 
 @dataclass(frozen=True)
 class LogLine:
@@ -20,23 +22,13 @@ class LogLine:
 
 
 @dataclass(frozen=True)
-class RepairDiff:
-    """One dependency repair as the builder reports it (``repair_diffs`` of an ok result):
-    the roles it applies to, its one-line summary and its before/after diff lines."""
-
-    roles: tuple[str, ...]
-    summary: str
-    diff: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class Outcome:
     ok: bool
     images: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     repairs: tuple[str, ...] = ()
-    repair_diffs: tuple[RepairDiff, ...] = ()
+    repair_diffs: tuple[Repair, ...] = ()  # the builder's own repair values
     base_image: str | None = None  # the FROM image the builder chose; None: the default base
     error: str | None = None
 
@@ -108,7 +100,7 @@ def _result_lines(event: dict[str, Any]) -> list[LogLine]:
     return [LogLine("ERROR", stage, outcome.error or "failed", _details(error))]
 
 
-def _repair_diffs(value: Any) -> list[RepairDiff]:
+def _repair_diffs(value: Any) -> list[Repair]:
     """The well-formed entries of ``repair_diffs``: an entry without a summary is not a
     repair anyone could read, so it is left out (the WARN events already logged it)."""
     found = []
@@ -116,7 +108,7 @@ def _repair_diffs(value: Any) -> list[RepairDiff]:
         entry = _mapping(item)
         summary = _text(entry.get("summary"), "")
         if summary:
-            found.append(RepairDiff(
+            found.append(Repair(
                 roles=tuple(str(r) for r in _list(entry.get("roles"))), summary=summary,
                 diff=tuple(str(line) for line in _list(entry.get("diff"))),
             ))

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from reconciler import __version__
-from reconciler.core.events import RepairDiff
+from reconciler.builder.repairs import Repair
 from reconciler.core.naming import digest_of
 from reconciler.core.sla import ProjectSla
 
@@ -92,7 +92,7 @@ class ProjectRecord(BaseModel):
     digests: dict[str, str] = {}
     timings: dict[str, float] = {}
     repairs: list[str] = []
-    repair_diffs: list[RepairDiff] = []  # the repairs of the last build, with their diffs
+    repair_diffs: list[Repair] = []  # the repairs of the last build, with their diffs
     base_image: str | None = None  # the base the last build chose; None: the default base
     error: str | None = None
     build: BuildRecord | None = None

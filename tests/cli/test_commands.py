@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support import flops_ml_repo_files, make_ml_repo, wait_until
 
-from reconciler.core.events import RepairDiff
+from reconciler.builder.repairs import Repair
 from reconciler.core.project import DesiredProject, Phase, ProjectRecord
 from reconciler.edges.desired import load_file
 from reconciler.edges.observer import ObserverLog
@@ -106,7 +106,7 @@ def test_status_json_shows_the_recorded_repair_diffs_and_base_image(
     tmp_path: Path, desired: Path
 ) -> None:
     store = StateStore(tmp_path / "state")
-    diff = RepairDiff(("learner",), "learner: removed mlflow==2.9.2",
+    diff = Repair(("learner",), "learner: removed mlflow==2.9.2",
                       ("- mlflow==2.9.2  # conda.yaml:7",))
     store.save(ProjectRecord(project="repaired", phase=Phase.ready, sla_file="repaired.yaml",
                              commit="a" * 40, repairs=[diff.summary], repair_diffs=[diff],

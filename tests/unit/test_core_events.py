@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reconciler.builder.repairs import Repair
 from reconciler.core.events import (
     LogLine,
     Outcome,
-    RepairDiff,
     error_summary,
     event_lines,
     no_result_outcome,
@@ -101,7 +101,7 @@ def test_outcome_of_a_success() -> None:
     assert outcome == Outcome(
         ok=True, images=IMAGES, digests=DIGESTS, timings=TIMINGS,
         repairs=("removed mlflow from the learner",),
-        repair_diffs=(RepairDiff(("learner",), "removed mlflow from the learner",
+        repair_diffs=(Repair(("learner",), "removed mlflow from the learner",
                                  ("- mlflow==2.9.2  # conda.yaml:7",)),),
         base_image="python:3.11-slim",
     )
@@ -122,8 +122,8 @@ def test_malformed_repair_diffs_keep_only_what_can_be_read() -> None:
         base_image=["not", "a", "string"],
     ))
     assert outcome.repair_diffs == (
-        RepairDiff((), "added torchvision", ("1", "None")),
-        RepairDiff(("learner",), "removed mlflow from the learner", tuple(MLFLOW_DIFF)),
+        Repair((), "added torchvision", ("1", "None")),
+        Repair(("learner",), "removed mlflow from the learner", tuple(MLFLOW_DIFF)),
     )
     assert outcome.base_image is None
     assert outcome_of(ok_result(repair_diffs={"summary": "x"})).repair_diffs == ()
