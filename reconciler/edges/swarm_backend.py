@@ -32,14 +32,13 @@ from reconciler.edges.backend import (
     split_lines,
 )
 from reconciler.edges.builder_image import DIGEST_LABEL, BuilderImageError, ensure_builder_image
+from reconciler.edges.clock import utc_iso, utc_now_iso
 from reconciler.edges.docker_errors import last_line
 
 STACK_LABEL = "com.docker.stack.namespace"
 WAITING = {"new", "pending", "allocated"}  # not on a node yet
 ENDED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
 NO_EXIT_STATUS = 125  # the task ended without a container exit status (e.g. rejected)
-# Polling starts fast (a short task ends within a few polls) and slows to POLL_SECONDS, so a
-# long build costs a few `docker` calls per second, not dozens.
 FIRST_POLL_SECONDS = 0.05
 POLL_SECONDS = 0.5
 
@@ -68,8 +67,8 @@ class SwarmBackend:
             try:
                 ensure_builder_image(host.docker_host, local, self.config.builder.base_image,
                                      self._template_dirs, force=False)
-                labels = docker.image.inspect(local).config.labels or {}
-                stamp = labels.get(DIGEST_LABEL) or docker.image.inspect(local).id[7:23]
+                inspected = docker.image.inspect(local)
+                stamp = (inspected.config.labels or {}).get(DIGEST_LABEL) or inspected.id[7:23]
                 shared = f"{self.config.image_prefix}/flops-reconciler/builder:{stamp}"
                 docker.image.tag(local, shared)
                 docker.image.push(shared, quiet=True)
@@ -118,14 +117,14 @@ class SwarmBackend:
         as it grows until the task has ended; first an Output on the ``PLACED`` stream."""
         seen = {"stdout": 0, "stderr": 0}
         placed = False
-        pause = FIRST_POLL_SECONDS
+        pauses = _pauses()
         while True:
             task = self._task(builder)
             state = _state(task)
             if not placed and task is not None and task.node_id and state not in WAITING:
                 placed = True
                 yield Output(PLACED, f"{task.node_id} {self._hostname(builder, task.node_id)}",
-                             _iso(datetime.now(UTC)))
+                             utc_now_iso())
             ended = state in ENDED
             if state not in WAITING:
                 lines = list(self._logs(builder))
@@ -137,12 +136,11 @@ class SwarmBackend:
                 status = task.status if task is not None else None
                 if state != "complete" and status is not None and status.err:
                     yield Output("stderr", f"swarm task {state}: {status.err}",
-                                 _iso(status.timestamp or datetime.now(UTC)))
+                                 utc_iso(status.timestamp) if status.timestamp else utc_now_iso())
                 return
             if not follow:
                 return
-            time.sleep(pause)
-            pause = min(POLL_SECONDS, pause * 1.5)
+            time.sleep(next(pauses))
 
     def exit_code(self, builder: Builder) -> int | None:
         task = self._task(builder)
@@ -155,10 +153,9 @@ class SwarmBackend:
         return 0 if _state(task) == "complete" else NO_EXIT_STATUS
 
     def wait(self, builder: Builder) -> int:
-        pause = FIRST_POLL_SECONDS
+        pauses = _pauses()
         while (code := self.exit_code(builder)) is None:
-            time.sleep(pause)
-            pause = min(POLL_SECONDS, pause * 1.5)
+            time.sleep(next(pauses))
         return code
 
     def remove(self, host: HostConfig, name: str, *, stop_timeout: int = 10) -> None:
@@ -221,5 +218,10 @@ def _state(task: Task | None) -> str:
     return str(getattr(status, "state", None) or "new")
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _pauses() -> Iterator[float]:
+    """The waits between polls: fast at first (a short task ends within a few polls), then
+    POLL_SECONDS, so a long build costs a few `docker` calls per second, not dozens."""
+    pause = FIRST_POLL_SECONDS
+    while True:
+        yield pause
+        pause = min(POLL_SECONDS, pause * 1.5)
