@@ -54,7 +54,7 @@ def spec(image: str, name: str, *, stack: bool) -> str:
 def one_build(backend: Backend, config: Config, image: str, name: str, *, stack: bool) -> float:
     host = backend.pick_host(print)
     start = time.perf_counter()
-    builder = backend.deploy(host, name, spec(image, name, stack=stack))
+    builder = backend.deploy(host, name, spec(image, name, stack=stack), "{}")
     lines = [o.line for o in backend.output(builder, follow=True) if o.stream != PLACED]
     code = backend.wait(builder)
     elapsed = time.perf_counter() - start

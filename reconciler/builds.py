@@ -25,7 +25,7 @@ from reconciler.core.build_request import builder_spec
 from reconciler.core.config import Config
 from reconciler.core.events import LogLine, Outcome, event_lines, no_result_outcome, outcome_of
 from reconciler.core.project import BuildRecord, DesiredProject, Phase, ProjectRecord
-from reconciler.core.render import render_compose
+from reconciler.core.render import render_compose, render_request
 from reconciler.core.retry import failed_record
 from reconciler.edges.backend import PLACED, Backend, BackendError, Builder, Unschedulable
 from reconciler.edges.clock import utc_now_iso
@@ -133,7 +133,8 @@ class BuildRunner:
                 # Written before the deploy: a crash right after the builder starts must
                 # not leave a builder that the log never named.
                 self.book.log.info(leader.name, "deploy", f"starting builder {spec.name} {where}")
-                self.backend.deploy(host, spec.name, render_compose(self.env, spec))
+                self.backend.deploy(host, spec.name, render_compose(self.env, spec),
+                                    render_request(spec))
             else:  # a builder of this key exists already (a crash after deploy): adopt it
                 self.book.log.info(leader.name, "deploy", f"adopted running builder {spec.name}")
             self.outages.recovered(f"Docker host {host.name}")

@@ -1,13 +1,17 @@
 """The wire protocol between the reconciler and the builder container.
 
-Decision: the builder is told everything through one JSON document in the environment variable
-``FLOPS_BUILD_REQUEST`` and answers only through stdout, one JSON object per line. Nothing else
-(no shared volume, no callback port) crosses the container boundary, so a result survives a
-reconciler crash: it stays in the exited container's log until it is harvested.
+Decision: the builder is told everything through one JSON document in a read-only file,
+``/run/secrets/flops-build-request`` (compose bind-mounts it from a 0600 file beside the
+rendered spec, a swarm turns it into a secret of the builder's stack; both go with the
+builder), and answers only through stdout, one JSON object per line. The request can hold a
+package index token or a proxy password and a CA bundle of any size, so it is never put into
+the environment, the spec or a command line. Nothing else (no shared volume, no callback port)
+crosses the container boundary, so a result survives a reconciler crash: it stays in the
+exited container's log until it is harvested.
 
 This module is standard-library only; it runs inside the builder image.
 
-Request (``FLOPS_BUILD_REQUEST``)::
+Request (the file ``/run/secrets/flops-build-request``)::
 
     {"project": str, "build_key": str,
      "repo_url": str,            # what the builder clones (may be a path inside the container)
@@ -74,7 +78,11 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
-REQUEST_ENV = "FLOPS_BUILD_REQUEST"
+# The request is a file: /run/secrets/<REQUEST_SECRET> (a compose bind mount or a swarm secret);
+# REQUEST_FILE_ENV may name another path (tests, a builder run by hand).
+REQUEST_SECRET = "flops-build-request"
+REQUEST_FILE = f"/run/secrets/{REQUEST_SECRET}"
+REQUEST_FILE_ENV = "FLOPS_BUILD_REQUEST_FILE"
 ROLES = ("learner", "aggregator")
 CATEGORIES = ("repo", "dependencies", "build", "push", "infrastructure")
 LEVELS = ("INFO", "WARN", "ERROR")

@@ -39,7 +39,7 @@ NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 @dataclass(frozen=True)
 class Request:
-    """The fields of FLOPS_BUILD_REQUEST the builder acts on (see protocol.py)."""
+    """The fields of the build request the builder acts on (see protocol.py)."""
 
     project: str
     repo_url: str
@@ -62,11 +62,12 @@ def parse_request(raw: str | None) -> Request:
     def bad(what: str) -> StageFailure:
         return StageFailure(
             "infrastructure", f"malformed build request: {what}",
-            f"the reconciler must pass a JSON request in {protocol.REQUEST_ENV} (see protocol.py)",
+            f"the reconciler must mount a JSON request at {protocol.REQUEST_FILE} "
+            "(see protocol.py)",
         )
 
     if not raw:
-        raise bad(f"{protocol.REQUEST_ENV} is not set")
+        raise bad(f"{protocol.REQUEST_FILE} is missing or empty")
     try:
         data = json.loads(raw)
     except ValueError as exc:

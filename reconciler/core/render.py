@@ -18,12 +18,14 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from reconciler import __version__
-from reconciler.builder.protocol import REQUEST_ENV
+from reconciler.builder.protocol import REQUEST_SECRET
 
 COMPOSE_TEMPLATE = "builder-compose.yaml.j2"
 ACTOR_DOCKERFILE_TEMPLATE = "Dockerfile.actor.j2"
 BUILDER_DOCKERFILE = "Dockerfile.builder"
 REPO_MOUNT = "/flops/repo"
+# The build request's file beside the rendered spec (see the compose template).
+REQUEST_FILE = "request.json"
 
 
 def quote(value: object) -> str:
@@ -66,13 +68,17 @@ class BuilderSpec:
     image: str
     network: str
     docker_socket: str
-    request: dict[str, Any]
+    request: dict[str, Any]  # goes to the builder as a file, never into the spec
     repo_mount: str | None = None  # host path of a local ML repository, mounted read-only
     stack: bool = False  # for `docker stack deploy` (swarm) rather than `docker compose`
 
 
+def render_request(spec: BuilderSpec) -> str:
+    """The request document the builder reads from its secret file."""
+    return json.dumps(spec.request, ensure_ascii=True, separators=(",", ":"))
+
+
 def render_compose(env: Environment, spec: BuilderSpec) -> str:
-    request_json = json.dumps(spec.request, ensure_ascii=True, separators=(",", ":"))
     return env.get_template(COMPOSE_TEMPLATE).render(
         name=spec.name,
         project=spec.project,
@@ -80,8 +86,8 @@ def render_compose(env: Environment, spec: BuilderSpec) -> str:
         image=spec.image,
         network=spec.network,
         docker_socket=spec.docker_socket,
-        request_env=REQUEST_ENV,
-        request_json=request_json,
+        request_file=f"./{REQUEST_FILE}",
+        request_target=REQUEST_SECRET,
         repo_mount=spec.repo_mount,
         repo_target=REPO_MOUNT,
         stack=spec.stack,

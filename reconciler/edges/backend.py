@@ -8,11 +8,14 @@ the builder's name, never kept only in memory.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from reconciler.core.config import HostConfig
+from reconciler.core.render import REQUEST_FILE
 
 Warn = Callable[[str], None]
 PLACED = "placed"  # Output.stream of a swarm builder's placement: "<node id> <hostname>"
@@ -44,6 +47,20 @@ class Output:
     stream: str  # "stdout" or "stderr"
     line: str
     at: str  # when Docker received the line, ISO-8601 UTC with milliseconds
+
+
+def write_spec_files(spec_dir: Path, spec_name: str, spec_text: str, request_text: str) -> Path:
+    """Write the spec and, beside it, the request file the spec names (mode 0600 from the
+    first byte: it may hold credentials); returns the spec's path."""
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec_file = spec_dir / spec_name
+    spec_file.write_text(spec_text, encoding="utf-8")
+    request_file = spec_dir / REQUEST_FILE
+    request_file.unlink(missing_ok=True)
+    fd = os.open(request_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        stream.write(request_text)
+    return spec_file
 
 
 def parse_output(stream: str, raw: bytes) -> Output:
@@ -78,7 +95,8 @@ class Backend(Protocol):
 
     def has_buildx(self, host: HostConfig) -> bool: ...
 
-    def deploy(self, host: HostConfig, name: str, spec_text: str) -> Builder: ...
+    def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str) -> Builder:
+        """Start the builder from its rendered spec; ``request_text`` is its request file."""
 
     def find(self, host: HostConfig, name: str) -> Builder | None: ...
 

@@ -18,7 +18,15 @@ from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
 from reconciler.core.config import Config, HostConfig
-from reconciler.edges.backend import NO_HOST, BackendError, Builder, Output, Warn, split_lines
+from reconciler.edges.backend import (
+    NO_HOST,
+    BackendError,
+    Builder,
+    Output,
+    Warn,
+    split_lines,
+    write_spec_files,
+)
 from reconciler.edges.builder_image import BuilderImageError, ensure_builder_image
 from reconciler.edges.docker_errors import last_line
 
@@ -83,11 +91,8 @@ class ComposeBackend:
             self._images_ready.add(host.name)
         return image
 
-    def deploy(self, host: HostConfig, name: str, spec_text: str) -> Builder:
-        spec_dir = self._spec_dir_for(name)
-        spec_dir.mkdir(parents=True, exist_ok=True)
-        spec_file = spec_dir / "compose.yaml"
-        spec_file.write_text(spec_text, encoding="utf-8")
+    def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str) -> Builder:
+        write_spec_files(self._spec_dir_for(name), "compose.yaml", spec_text, request_text)
         client = self._compose(host, name)
         try:
             client.compose.up(detach=True, quiet=True, pull="never")

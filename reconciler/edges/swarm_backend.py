@@ -30,6 +30,7 @@ from reconciler.edges.backend import (
     Unschedulable,
     Warn,
     split_lines,
+    write_spec_files,
 )
 from reconciler.edges.builder_image import DIGEST_LABEL, BuilderImageError, ensure_builder_image
 from reconciler.edges.clock import utc_iso, utc_now_iso
@@ -41,6 +42,7 @@ ENDED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
 NO_EXIT_STATUS = 125  # the task ended without a container exit status (e.g. rejected)
 FIRST_POLL_SECONDS = 0.05
 POLL_SECONDS = 0.5
+SECRET_LIMIT = 500 * 1024  # what the swarm accepts as one secret
 
 
 class SwarmBackend:
@@ -83,11 +85,14 @@ class SwarmBackend:
     def has_buildx(self, host: HostConfig) -> bool:
         return bool(DockerClient(host=host.docker_host).buildx.is_installed())
 
-    def deploy(self, host: HostConfig, name: str, spec_text: str) -> Builder:
-        spec_dir = self._spec_dir_for(name)
-        spec_dir.mkdir(parents=True, exist_ok=True)
-        spec_file = spec_dir / "stack.yaml"
-        spec_file.write_text(spec_text, encoding="utf-8")
+    def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str) -> Builder:
+        if len(request_text.encode()) > SECRET_LIMIT:
+            raise BackendError(
+                f"the build request is {len(request_text.encode()) // 1024} KiB, more than a "
+                f"swarm secret holds ({SECRET_LIMIT // 1024} KiB); it is mostly [build] "
+                "ca_bundle: give the builders a bundle of only the site's own CA certificates")
+        spec_file = write_spec_files(self._spec_dir_for(name), "stack.yaml", spec_text,
+                                     request_text)
         try:
             # python-on-whales' stack.deploy lets the CLI print to our stdout (and so into
             # `apply --json`); its runner with the same command captures it instead.

@@ -81,8 +81,10 @@ def stage_events(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def test_a_repo_without_model_manager_fails_in_the_check_stage(tmp_path: Path) -> None:
     repo, commit = git_repo(tmp_path, {"conda.yaml": CONDA})
+    request_file = tmp_path / "request.json"
+    request_file.write_text(json.dumps(request(repo, commit)))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DOCKER_HOST": "unix:///nonexistent.sock",
-           protocol.REQUEST_ENV: json.dumps(request(repo, commit))}
+           protocol.REQUEST_FILE_ENV: str(request_file)}
     proc = subprocess.run(
         [sys.executable, "-m", "reconciler.builder"], env=env, capture_output=True, text=True,
         timeout=120, cwd=tmp_path,
@@ -275,7 +277,7 @@ def test_a_malformed_conda_yaml_fails_with_category_dependencies(tmp_path: Path)
 
 @pytest.mark.parametrize(
     ("raw", "fragment"),
-    [(None, "is not set"), ("{", "not JSON"), ('{"project": "p"}', "'repo_url'")],
+    [(None, "is missing or empty"), ("{", "not JSON"), ('{"project": "p"}', "'repo_url'")],
 )
 def test_a_malformed_request_is_an_infrastructure_error(raw: str | None, fragment: str) -> None:
     out = io.StringIO()

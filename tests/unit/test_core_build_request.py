@@ -10,12 +10,11 @@ import pytest
 import yaml
 
 from reconciler import __version__
-from reconciler.builder.protocol import REQUEST_ENV
 from reconciler.core.build_request import build_settings, builder_spec, image_labels
 from reconciler.core.config import LOCAL_REGISTRY_PREFIX, Config, HostConfig
 from reconciler.core.naming import ROLES, build_key, builder_name
 from reconciler.core.project import DesiredProject
-from reconciler.core.render import REPO_MOUNT, make_environment, render_compose
+from reconciler.core.render import REPO_MOUNT, make_environment, render_compose, render_request
 from reconciler.core.sla import parse_sla
 from reconciler.edges.desired import load_file
 from reconciler.edges.state import checked_key
@@ -159,7 +158,8 @@ def test_a_local_repository_is_mounted_read_only_and_cloned_from_the_mount(
     assert mounts == [
         {"type": "bind", "source": str(repo.resolve()), "target": REPO_MOUNT, "read_only": True}
     ]
-    assert json.loads(builder["environment"][REQUEST_ENV].replace("$$", "$")) == spec.request
+    assert json.loads(render_request(spec)) == spec.request
+    assert "environment" not in builder
 
 
 def test_site_settings_reach_the_request_and_change_the_build_key() -> None:

@@ -11,17 +11,19 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.builder.protocol import REQUEST_ENV
+from reconciler.builder.protocol import REQUEST_SECRET
 from reconciler.core.build_request import builder_spec
 from reconciler.core.config import Config, HostConfig
 from reconciler.core.project import DesiredProject
 from reconciler.core.render import (
     REPO_MOUNT,
+    REQUEST_FILE,
     BuilderSpec,
     make_environment,
     quote,
     render_actor_dockerfile,
     render_compose,
+    render_request,
 )
 from reconciler.core.repo_url import check_ref
 from reconciler.core.sla import parse_sla
@@ -128,7 +130,7 @@ def service(document: dict[str, Any]) -> dict[str, Any]:
 def test_the_benign_spec_is_a_one_shot_builder_on_image_builder_hosts(mounted: bool) -> None:
     spec = benign_spec(repo_mount="/srv/git/repo" if mounted else None)
     document = parse(render_compose(ENV, spec))
-    assert set(document) == {"name", "services"}
+    assert set(document) == {"name", "services", "secrets"}
     assert document["name"] == spec.name
     assert list(document["services"]) == ["image-builder"]
     builder = service(document)
@@ -142,7 +144,10 @@ def test_the_benign_spec_is_a_one_shot_builder_on_image_builder_hosts(mounted: b
     }
     assert builder["deploy"]["restart_policy"] == {"condition": "none"}
     assert builder["deploy"]["placement"]["constraints"] == ["node.labels.image-builder == true"]
-    assert list(builder["environment"]) == [REQUEST_ENV]
+    assert "environment" not in builder, "the request must not be in the environment"
+    assert builder["secrets"] == [{"source": "build-request", "target": REQUEST_SECRET}]
+    assert document["secrets"] == {
+        "build-request": {"file": f"./{REQUEST_FILE}", "name": spec.name}}
     socket = {"type": "bind", "source": spec.docker_socket, "target": "/var/run/docker.sock"}
     repo = {"type": "bind", "source": "/srv/git/repo", "target": REPO_MOUNT, "read_only": True}
     assert builder["volumes"] == ([socket, repo] if mounted else [socket])
@@ -154,7 +159,7 @@ def test_the_stack_spec_is_the_same_builder_for_docker_stack_deploy() -> None:
     spec = benign_spec()
     compose = parse(render_compose(ENV, spec))
     stack = parse(render_compose(ENV, benign_spec(stack=True)))
-    assert set(stack) == {"services", "networks"}
+    assert set(stack) == {"services", "networks", "secrets"}
     assert stack["networks"] == {"builder": {"external": True, "name": spec.network}}
     builder = service(stack)
     assert builder.pop("networks") == ["builder"]
@@ -207,7 +212,8 @@ def test_no_value_can_change_the_shape_of_the_spec(
         document = parse(text, loader)
         assert shape(document) == shape(parse(render_compose(ENV, benign), loader))
         builder = service(document)
-        assert json.loads(uncompose(builder["environment"][REQUEST_ENV])) == request
+        assert json.loads(render_request(spec)) == request
+        assert "environment" not in builder
         assert uncompose(document["name"]) == spec.name
         assert uncompose(builder["image"]) == spec.image
         assert uncompose(builder["network_mode"]) == spec.network
@@ -266,7 +272,7 @@ def test_sla_values_through_a_real_build_request_stay_data(
     text = render_compose(ENV, spec)
     document = parse(text)
     assert shape(document) == shape(parse(benign_text))
-    request = json.loads(uncompose(service(document)["environment"][REQUEST_ENV]))
+    request = json.loads(render_request(spec))
     assert request == spec.request
     assert request["source_url"] == url
     assert request["ref"] == ref
