@@ -3,7 +3,8 @@
 Prints the median of several rounds for: the baseline (yaml.load of every file with the
 fastest loader available), `plan` with no recorded state (every project is a `create`), and
 `plan` when every project is recorded `ready` (every project a `noop`), plus the ratios.
-No Docker, git or network is touched: plan is pure over the files and the state directory.
+No Docker, git or network is touched: `plan --offline`, pure over the files and the state
+directory (the remotes of tracked refs are not asked; bench/resync.py measures that part).
 
     python bench/plan.py [--projects 1000] [--rounds 7]
 """
@@ -74,7 +75,8 @@ def main() -> None:
 
         def plan_command() -> object:
             # As `reconciler plan` does: a new process, so no parse cache from earlier passes.
-            return Workspace(Config(), desired, StateStore(state), template_dirs(None)).plan()
+            return Workspace(Config(), desired, StateStore(state), template_dirs(None)).plan(
+                refresh=False)
 
         files = sorted(desired.iterdir())
 
@@ -82,11 +84,11 @@ def main() -> None:
             return [yaml.load(p.read_text(), Loader=LOADER) for p in files]
 
         base = median_seconds(baseline, args.rounds)
-        fresh_plan = ws.plan()
+        fresh_plan, _ = ws.plan(refresh=False)
         assert all(item.action is Action.create for item in fresh_plan)
         fresh = median_seconds(plan_command, args.rounds)
         record_all_ready(ws)
-        assert all(item.action is Action.noop for item in ws.plan())
+        assert all(item.action is Action.noop for item in ws.plan(refresh=False)[0])
         steady = median_seconds(plan_command, args.rounds)
     print(f"projects: {args.projects}, rounds: {args.rounds} (median), loader: {LOADER.__name__}")
     rows = [

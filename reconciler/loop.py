@@ -24,10 +24,9 @@ from reconciler.builds import BuildRunner
 from reconciler.core.build_request import project_build_key
 from reconciler.core.config import Config
 from reconciler.core.naming import image_refs
-from reconciler.core.plan import Action, PlanItem, make_plan
+from reconciler.core.plan import Action, PlanItem, make_plan, tracked_refs
 from reconciler.core.project import Desired, DesiredProject, InvalidProject, Phase, ProjectRecord
 from reconciler.core.render import make_environment
-from reconciler.core.repo_url import COMMIT
 from reconciler.core.retry import failed_record
 from reconciler.edges.backend import NO_HOST, BackendError
 from reconciler.edges.desired import FileCache, load_committed, load_desired
@@ -84,8 +83,29 @@ class Workspace:
                               "tree; commit the SLA files to a repository or use worktree")
         return repo
 
-    def plan(self) -> list[PlanItem]:
-        return make_plan(self.load_desired(), self.store.load_all())
+    def plan(self, *, refresh: bool = True) -> tuple[list[PlanItem], dict[str, str]]:
+        """The plan, and the remotes that could not be asked (project -> why). ``refresh``:
+        ask the remotes of tracked refs for their current commit, as `apply` does."""
+        desired, recorded = self.load_desired(), self.store.load_all()
+        commits, errors = self.remote_commits(desired, recorded) if refresh else ({}, {})
+        return make_plan(desired, recorded, remote_commits=commits), errors
+
+    def remote_commits(
+        self, desired: dict[str, Desired], recorded: dict[str, ProjectRecord]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Project -> the commit its tracked ref names on the remote now, one ls-remote per
+        repository (in parallel); and project -> why its remote could not be asked."""
+        tracked = tracked_refs(desired, recorded)
+        remotes = RemoteRefs(timeout=self.config.git_timeout)
+        remotes.prefetch({want.sla.ml_repo_url for want in tracked.values()})
+        commits: dict[str, str] = {}
+        errors: dict[str, str] = {}
+        for name, want in tracked.items():
+            try:
+                commits[name] = remotes.resolve(want.sla.ml_repo_url, want.sla.ml_repo_ref)
+            except GitRemoteError as error:
+                errors[name] = str(error)
+        return commits, errors
 
     @property
     def requests_dir(self) -> Path:
@@ -121,7 +141,7 @@ class Controller:
         The first pass is the user's request, so it retries failed projects at once instead of
         waiting out their backoff (exhausted ones stay held: they need `reconciler retry`).
         """
-        self.reconcile(follow=wait, now=END_OF_BACKOFF)
+        self.reconcile(follow=wait, resync=True, now=END_OF_BACKOFF)
         while wait and self.runner.following():
             self.wake.wait(self.runner.next_wake())
             self.wake.clear()
@@ -148,19 +168,20 @@ class Controller:
     def reconcile(self, *, follow: bool = True, resync: bool = False,
                   now: datetime | None = None) -> None:
         """One pass. ``follow``: follow builders in threads; else harvest the exited ones.
+        ``resync``: ask the remotes whether tracked refs of ready projects moved.
         ``now``: the time retry backoffs are measured against (default: the clock)."""
         self._consume_retry_requests()
         self._pull()
         desired = self.ws.load_desired()
+        records = self.book.snapshot()
+        moved = self._remote_commits(desired, records) if resync else {}
         acted = []
-        for item in make_plan(desired, self.book.snapshot(), now):
+        for item in make_plan(desired, records, now, moved):
             before = self.book.get(item.project)
-            self._act(item, desired.get(item.project))
+            self._act(item, desired.get(item.project), moved.get(item.project))
             if self.book.get(item.project) is not before:  # the pass changed this record
                 acted.append(item.project)
         self._note_sources(acted, desired)
-        if resync:
-            self._resync_refs(desired)
         self.runner.stop_overdue()
         self._start_builds(desired)
         self.runner.follow_all(background=follow)
@@ -177,7 +198,8 @@ class Controller:
 
     # -- actions --------------------------------------------------------------------------
 
-    def _act(self, item: PlanItem, want: Desired | None) -> None:
+    def _act(self, item: PlanItem, want: Desired | None, moved_to: str | None) -> None:
+        """``moved_to``: the new commit of a ready project's tracked ref (a resync)."""
         have = self.book.get(item.project)
         if item.action is Action.noop or item.hold:
             return
@@ -193,10 +215,10 @@ class Controller:
             self.book.put(_with_sla(have, want))
         else:
             assert isinstance(want, DesiredProject)
-            self._build_or_follow(want, have, item)
+            self._build_or_follow(want, have, item, moved_to)
 
     def _build_or_follow(self, want: DesiredProject, have: ProjectRecord | None,
-                         item: PlanItem) -> None:
+                         item: PlanItem, moved_to: str | None = None) -> None:
         if have is not None and have.build is not None:
             if have.image_digest == want.image_digest:
                 if have.sla_digest != want.sla_digest:  # edited mid-build, same images
@@ -212,6 +234,11 @@ class Controller:
             and (have.error or "").startswith("infrastructure:")
         if not retrying_outage:  # an outage's retries stay quiet until something changes
             self.book.log.info(want.name, "plan", f"{item.action.value}: {item.reason}")
+        if moved_to is not None and have is not None and have.phase is Phase.ready:
+            self.book.log.info(want.name, "resync", f"{want.sla.ml_repo_ref or 'HEAD'} moved "
+                               f"from {have.commit} to {moved_to}")
+            self._stage2(want, have, commit=moved_to)
+            return
         self._stage2(want, have, quiet=retrying_outage)
 
     def _leave_build(self, have: ProjectRecord, why: str) -> None:
@@ -292,28 +319,18 @@ class Controller:
             if started is not None and started.build is not None:
                 running[key] = started.build
 
-    def _resync_refs(self, desired: dict[str, Desired]) -> None:
-        """Re-resolve moving refs of ready projects; a new commit leads to a new build."""
-        tracked = [
-            (record, want) for record in self.book.matching(lambda r: r.phase is Phase.ready)
-            if isinstance(want := desired.get(record.project), DesiredProject)
-            and not COMMIT.match(want.sla.ml_repo_ref or "")
-        ]
-        remotes = RemoteRefs(timeout=self.config.git_timeout)
-        remotes.prefetch({want.sla.ml_repo_url for _, want in tracked})
-        for record, want in tracked:
-            url = want.sla.ml_repo_url
-            try:
-                commit = remotes.resolve(url, want.sla.ml_repo_ref)
-                self.runner.outages.recovered(f"git remote {url}")
-            except GitRemoteError as error:
-                if self.runner.outages.failed(f"git remote {url}", str(error)):
-                    self.book.log.warn(record.project, "resync", str(error))
-                continue
-            if commit != record.commit:
-                self.book.log.info(record.project, "resync", f"{want.sla.ml_repo_ref or 'HEAD'}"
-                                   f" moved from {record.commit} to {commit}")
-                self._stage2(want, record, commit=commit)
+    def _remote_commits(self, desired: dict[str, Desired],
+                        records: dict[str, ProjectRecord]) -> dict[str, str]:
+        """The current commits of tracked refs; a remote that does not answer is an outage,
+        warned about once in the log of each project that tracks it."""
+        commits, errors = self.ws.remote_commits(desired, records)
+        for name, want in tracked_refs(desired, records).items():
+            endpoint = f"git remote {want.sla.ml_repo_url}"
+            if name not in errors:
+                self.runner.outages.recovered(endpoint)
+            elif self.runner.outages.failed(endpoint, errors[name]):
+                self.book.log.warn(name, "resync", errors[name])
+        return commits
 
     def _note_sources(self, acted: list[str], desired: dict[str, Desired]) -> None:
         """Record and log which desired-repository commit each acted-on SLA comes from."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from reconciler import __version__
 from reconciler.cli import commands
-from reconciler.edges.settings import ConfigError
+from reconciler.edges.settings import ConfigError, check_environment
 from reconciler.edges.state import LockHeld
 
 ERROR = 2
@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="what a pass would do; no side effects")
     plan.add_argument("--json", action="store_true")
+    plan.add_argument("--offline", action="store_true",
+                      help="do not ask the remotes whether tracked refs moved (apply does)")
 
     apply = sub.add_parser("apply", help="one reconcile pass")
     apply.add_argument("--wait", action="store_true",
@@ -96,10 +98,17 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+# The variables the command line itself reads (every configuration key has one too).
+OPTION_VARIABLES = ("RECONCILER_DESIRED", "RECONCILER_STATE", "RECONCILER_CONFIG",
+                    "RECONCILER_TEMPLATES", "RECONCILER_SOURCE", "RECONCILER_PULL",
+                    "RECONCILER_DEBUG")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.desired, args.state = Path(args.desired), Path(args.state)
     try:
+        check_environment(os.environ, OPTION_VARIABLES)
         return HANDLERS[args.command](args)
     except (ConfigError, LockHeld) as error:
         print(f"reconciler: {error}", file=sys.stderr)

@@ -1,18 +1,21 @@
 """The diff: desired x recorded -> one action per project, each with the reason a person reads.
 
-Decision: planning looks only at the desired files and the recorded state, never at Docker,
-git or the registry. A `ready` project whose image inputs are unchanged is a `noop` at zero
-cost; only `create` and `build` lead the pass to observe the outside world.
+Decision: planning looks only at the desired files, the recorded state and the commits the
+caller observed on the remotes of tracked refs (``remote_commits``), never at Docker, git or
+the registry itself. A `ready` project whose image inputs are unchanged and whose ref has not
+moved is a `noop`; only `create` and `build` lead the pass to observe more of the world.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from reconciler.core.project import Desired, InvalidProject, Phase, ProjectRecord
+from reconciler.core.project import Desired, DesiredProject, InvalidProject, Phase, ProjectRecord
+from reconciler.core.repo_url import COMMIT
 from reconciler.core.sla import IMAGE_KEYS
 
 
@@ -45,10 +48,28 @@ def make_plan(
     desired: dict[str, Desired],
     recorded: dict[str, ProjectRecord],
     now: datetime | None = None,
+    remote_commits: Mapping[str, str] | None = None,
 ) -> list[PlanItem]:
+    """One item per project. ``remote_commits``: project -> the commit its tracked ref names
+    on the remote now (for the projects of :func:`tracked_refs` that the caller asked)."""
     now = now or datetime.now(UTC)
+    moved = remote_commits or {}
     names = sorted(desired.keys() | recorded.keys())
-    return [_plan_one(name, desired.get(name), recorded.get(name), now) for name in names]
+    return [_plan_one(name, desired.get(name), recorded.get(name), now, moved.get(name))
+            for name in names]
+
+
+def tracked_refs(
+    desired: dict[str, Desired], recorded: dict[str, ProjectRecord]
+) -> dict[str, DesiredProject]:
+    """The ready projects whose ref can move (a branch, a tag or the remote's HEAD, not a
+    commit id): the ones whose remote a pass must ask to notice a new commit."""
+    return {
+        name: want for name, want in desired.items()
+        if isinstance(want, DesiredProject) and not COMMIT.match(want.sla.ml_repo_ref or "")
+        and (have := recorded.get(name)) is not None and have.phase is Phase.ready
+        and have.image_digest == want.image_digest
+    }
 
 
 def in_sync(plan: list[PlanItem]) -> bool:
@@ -56,7 +77,8 @@ def in_sync(plan: list[PlanItem]) -> bool:
 
 
 def _plan_one(
-    name: str, want: Desired | None, have: ProjectRecord | None, now: datetime
+    name: str, want: Desired | None, have: ProjectRecord | None, now: datetime,
+    remote_commit: str | None,
 ) -> PlanItem:
     if want is None:
         assert have is not None
@@ -81,6 +103,9 @@ def _plan_one(
         return _retry(name, have, now)
     if have.phase is Phase.pending:
         return PlanItem(name, Action.build, "pending: no build has started yet")
+    if remote_commit is not None and remote_commit != have.commit:
+        return PlanItem(name, Action.build, f"new commit {remote_commit} on "
+                        f"{want.sla.ml_repo_ref or 'HEAD'} (was {have.commit}): build")
     if have.sla_digest != want.sla_digest:
         changed = _changed_keys(have.sla or {}, want.sla_dump, only=None)
         return PlanItem(name, Action.update, f"{changed} changed; the images stay as they are")

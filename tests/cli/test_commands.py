@@ -157,20 +157,24 @@ def test_check_repo_on_a_good_and_a_broken_repository(tmp_path: Path) -> None:
     assert reconciler(tmp_path, "check-repo", str(tmp_path / "good.git")).returncode == 0
 
 
-def test_a_pass_over_ready_projects_touches_no_engine_registry_or_remote(
+def test_a_pass_over_ready_projects_touches_no_engine_or_registry(
     tmp_path: Path, desired: Path
 ) -> None:
+    """Pinned projects (a commit as ml_repo_ref) need nothing from outside; tracked ones have
+    their remote asked (a one-shot apply sees new commits), and a dead remote is a warning in
+    their log while they stay ready."""
     # Every outside endpoint is dead: any Docker, registry or git call would fail the pass.
     (tmp_path / "reconciler.toml").write_text(
-        'registry = "http://127.0.0.1:9"\nregistry_timeout = "1s"\n'
+        'registry = "http://127.0.0.1:9"\nregistry_timeout = "1s"\ngit_timeout = "5s"\n'
         '[[hosts]]\nname = "dead"\ndocker_host = "unix:///nonexistent/docker.sock"\n'
         'addons = ["image-builder"]\n'
     )
     store = StateStore(tmp_path / "state")
     for index in range(20):
         sla = desired / f"p{index}.yaml"
+        ref = f"ml_repo_ref: {'a' * 40}\n" if index % 2 else ""
         sla.write_text(f"ml_repo_url: https://unreachable.invalid/o/r{index}.git\n"
-                       "ml_model_flavor: sklearn\n")
+                       f"ml_model_flavor: sklearn\n{ref}")
         project = load_file(sla, allow_file_repos=False)
         assert isinstance(project, DesiredProject)
         store.save(ProjectRecord(
@@ -181,7 +185,11 @@ def test_a_pass_over_ready_projects_touches_no_engine_registry_or_remote(
     result = reconciler(tmp_path, "apply", "--json")
     assert result.returncode == 0, result.stderr
     assert {row["phase"] for row in json.loads(result.stdout)} == {"ready"}
-    assert not (tmp_path / "state" / "observers").exists()  # nothing happened, nothing logged
+    logs = sorted(p.stem for p in (tmp_path / "state" / "observers").glob("*.log"))
+    assert logs == sorted(f"p{index}" for index in range(0, 20, 2))  # the pinned: nothing
+    for name in logs:
+        [line] = store.observer_path(name).read_text().splitlines()
+        assert " WARN resync cannot read repository https://unreachable.invalid/" in line, line
 
 
 def test_logs_follow_prints_lines_as_they_are_appended(tmp_path: Path, desired: Path) -> None:
