@@ -27,7 +27,7 @@ from reconciler.core.plan import in_sync
 from reconciler.core.project import InvalidProject, Phase, ProjectRecord
 from reconciler.core.repo_url import check_ref, is_local, local_path
 from reconciler.edges.builder_image import ensure_builder_image
-from reconciler.edges.desired import load_file, sla_files
+from reconciler.edges.desired import by_name, load_file, sla_files
 from reconciler.edges.desired_repo import check_ref_part
 from reconciler.edges.git_remote import GitRemoteError, resolve_commit
 from reconciler.edges.settings import ConfigError, config_path, load_config, template_dirs
@@ -60,24 +60,30 @@ def dump_json(value: object) -> None:
 def validate(args: argparse.Namespace) -> int:
     ws = workspace(args)
     files = [Path(f) for f in args.files] or sla_files(ws.desired_dir)
+    loaded = [load_file(path, allow_file_repos=ws.config.allow_file_repos) for path in files]
+    named = by_name(loaded)  # two files for one project: invalid here too, as in `plan`
     bad = 0
-    for path in files:
-        project = load_file(path, allow_file_repos=ws.config.allow_file_repos)
-        if isinstance(project, InvalidProject):
+    for project in loaded:
+        verdict = named[project.name]
+        if verdict.sla_file != project.sla_file:  # the first of two twins
+            verdict = InvalidProject(project.name, project.sla_file, verdict.error)
+        if isinstance(verdict, InvalidProject):
             bad += 1
-            print(f"invalid  {project.error}")
+            print(f"invalid  {verdict.error}")
         else:
-            print(f"valid    {path} (project {project.name})")
+            print(f"valid    {verdict.sla_file} (project {verdict.name})")
     return PROBLEMS if bad else OK
 
 
 def plan(args: argparse.Namespace) -> int:
     ws = workspace(args)
-    items = ws.plan()
+    items, unasked = ws.plan(refresh=not args.offline)
     ignored = ws.ignored_edits()
+    notes = sys.stderr if args.json else sys.stdout
     if ignored:
-        print(f"note: --source head ignores uncommitted edits: {', '.join(ignored)}",
-              file=sys.stderr if args.json else sys.stdout)
+        print(f"note: --source head ignores uncommitted edits: {', '.join(ignored)}", file=notes)
+    for project, why in sorted(unasked.items()):
+        print(f"note: {project}: cannot tell whether its ref moved: {why}", file=notes)
     if args.json:
         dump_json([item.as_json() for item in items])
     else:

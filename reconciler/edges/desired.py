@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import yaml
 from reconciler.core.project import Desired, DesiredProject, InvalidProject
 from reconciler.core.repo_url import is_local, local_path
 from reconciler.core.sla import PROJECT_NAME, SlaError, parse_sla
+from reconciler.edges.settings import ConfigError
 
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_BYTES = 256 * 1024
@@ -31,18 +34,79 @@ MAX_DEPTH = 32  # an SLA nests 3 levels deep
 # Below this size, with few brackets, a document cannot nest deep enough to hurt the parser,
 # so the event pre-scan (a second parse) is only paid for large or bracket-heavy files.
 SMALL_DOCUMENT = 8 * 1024
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FastLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_FastLoader):  # type: ignore[valid-type,misc]
+    """The safe loader, refusing a key written twice in one mapping (YAML would keep the
+    last one silently, so an edit further down could undo one above unnoticed)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, Hashable) and key in lines:
+                raise SlaError(f"key `{key}` is written twice (lines {lines[key]} and {line}); "
+                               "keep one")
+            if isinstance(key, Hashable):
+                lines[key] = line
+        return super().construct_mapping(node, deep)  # type: ignore[no-any-return]
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key written twice in it."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise SlaError(f"key `{key}` is written twice in one object; keep one")
+        data[key] = value
+    return data
 _UNSAFE_NAME = re.compile(r"[^a-z0-9_-]+")
 
 
+class DesiredDirMissing(ConfigError):
+    """The desired directory is not there: an error, never an empty desire (which would
+    delete every project)."""
+
+
 def sla_files(desired_dir: Path) -> list[Path]:
+    """Every entry that claims to be an SLA file (by its suffix), whatever it really is:
+    `load_file` refuses links out of the directory, directories and FIFOs by name."""
     if not desired_dir.is_dir():
-        return []
+        what = "is not a directory" if desired_dir.exists() else "does not exist"
+        raise DesiredDirMissing(
+            f"desired directory {desired_dir} {what}; check --desired (or RECONCILER_DESIRED), "
+            "or create it: a missing directory is not read as 'no projects'")
     return sorted(
         path
         for path in desired_dir.iterdir()
-        if path.suffix in SUFFIXES and not path.name.startswith(".") and path.is_file()
+        if path.suffix in SUFFIXES and not path.name.startswith(".")
     )
+
+
+def refusal(path: Path) -> str | None:
+    """Why ``path`` cannot be read as an SLA file of its directory, or None when it can: it
+    must be a regular file there, or a link to a regular file inside the same directory."""
+    try:
+        info = path.lstat()
+    except OSError as error:
+        return f"cannot read the file: {error.strerror}"
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            return ("is a symbolic link to nothing (a dangling link); replace it with the SLA "
+                    "file itself")
+        if target.parent != path.parent.resolve():
+            return ("is a symbolic link out of the desired directory; SLA files are read only "
+                    "inside it: replace the link with the file itself")
+        info = target.stat()
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory, not an SLA file; rename it or move it out of desired/"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file (a FIFO, socket or device); only SLA files belong here"
+    return None
 
 
 class FileCache:
@@ -125,6 +189,9 @@ def load_file(path: Path, *, allow_file_repos: bool, raw: bytes | None = None) -
             "lower-case letters, digits, '-' and '_' (at most 63, starting with a letter "
             "or digit)",
         )
+    refused = refusal(path) if raw is None else None
+    if refused is not None:
+        return InvalidProject(name, str(path), f"{path}: {refused}")
     try:
         data = read_document(path, raw)
         sla = parse_sla(data, allow_file_repos=allow_file_repos)
@@ -148,7 +215,11 @@ def storage_key(name: str) -> str:
 def read_document(path: Path, raw: bytes | None = None) -> Any:
     if raw is None:
         try:
-            with path.open("rb") as stream:
+            # Non-blocking: a file swapped for a FIFO after `refusal` looked must not hang.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as stream:
+                if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                    raise SlaError("is not a regular file; only SLA files belong here")
                 raw = stream.read(MAX_BYTES + 1)
         except OSError as error:
             raise SlaError(f"cannot read the file: {error.strerror}") from None
@@ -160,7 +231,7 @@ def read_document(path: Path, raw: bytes | None = None) -> Any:
         raise SlaError(f"not UTF-8 text (byte {error.start}); save the file as UTF-8") from None
     if path.suffix == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_pairs)
         except RecursionError:
             raise SlaError(_too_deep()) from None
         except ValueError as error:

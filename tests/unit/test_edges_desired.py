@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from reconciler.core.sla import PROJECT_NAME, Flavor
 from reconciler.edges.desired import (
     MAX_BYTES,
     MAX_DEPTH,
+    DesiredDirMissing,
     load_desired,
     load_file,
     sla_files,
@@ -72,22 +74,53 @@ def test_yaml_yml_and_json_files_give_the_same_sla(tmp_path: Path) -> None:
     assert three.sla.training_configuration.data_tags == ("a", "b")
 
 
-def test_the_directory_listing_skips_hidden_files_other_suffixes_and_directories(
-    tmp_path: Path,
-) -> None:
+def test_the_directory_listing_skips_hidden_files_and_other_suffixes(tmp_path: Path) -> None:
     write(tmp_path, "b.yaml", VALID)
     write(tmp_path, "a.json", json.dumps({"ml_repo_url": URL, "ml_model_flavor": "sklearn"}))
     write(tmp_path, "c.yml", VALID)
     write(tmp_path, ".hidden.yaml", "not: [valid")
     write(tmp_path, "notes.txt", "hello")
     write(tmp_path, "backup.yaml~", "x")
-    (tmp_path / "dir.yaml").mkdir()
     assert [p.name for p in sla_files(tmp_path)] == ["a.json", "b.yaml", "c.yml"]
     assert sorted(load_desired(tmp_path, allow_file_repos=False)) == ["a", "b", "c"]
 
 
-def test_a_missing_desired_directory_means_no_projects(tmp_path: Path) -> None:
-    assert load_desired(tmp_path / "nope", allow_file_repos=False) == {}
+@pytest.mark.parametrize("missing", ["absent", "a-file"])
+def test_a_missing_desired_directory_is_an_error_not_an_empty_desire(
+    tmp_path: Path, missing: str
+) -> None:
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(DesiredDirMissing, match=f"desired directory .*{missing}.* --desired"):
+        load_desired(tmp_path / missing, allow_file_repos=False)
+
+
+def test_links_out_of_the_directory_dangling_links_directories_and_fifos_are_refused(
+    tmp_path: Path,
+) -> None:
+    desired, outside = tmp_path / "desired", tmp_path / "outside"
+    desired.mkdir()
+    outside.mkdir()
+    write(outside, "secret.yaml", VALID)
+    write(desired, "real.yaml", VALID)
+    (desired / "inside.yaml").symlink_to("real.yaml")
+    (desired / "escape.yaml").symlink_to(outside / "secret.yaml")
+    (desired / "dangling.yaml").symlink_to(tmp_path / "nothing.yaml")
+    (desired / "folder.yaml").mkdir()
+    os.mkfifo(desired / "pipe.yaml")  # reading it would block the loop forever
+    projects = load_desired(desired, allow_file_repos=False)
+    assert isinstance(projects["real"], DesiredProject)
+    assert isinstance(projects["inside"], DesiredProject)  # a link that stays inside: fine
+    reasons = {
+        "escape": "symbolic link out of the desired directory",
+        "dangling": "symbolic link to nothing",
+        "folder": "is a directory",
+        "pipe": "not a regular file",
+    }
+    for name, reason in reasons.items():
+        project = projects[name]
+        assert isinstance(project, InvalidProject), name
+        assert project.error.startswith(f"{desired / (name + '.yaml')}: "), project.error
+        assert reason in project.error, project.error
 
 
 def test_one_bad_file_does_not_affect_the_others(tmp_path: Path) -> None:
