@@ -16,12 +16,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 IMAGE_BUILDER_ADDON = "image-builder"
 LOCAL_REGISTRY_PREFIX = "flops.local"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+# The longest duration any key takes: far beyond a sensible timeout or interval, far below
+# what a timer can wait for (threading's TIMEOUT_MAX is about 292 years).
+MAX_DURATION = 365 * 86400.0
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from 90, "90", "90s", "30m", "1h" or "250ms"."""
+    """Seconds from 90, "90", "90s", "30m", "1h", "2d" or "250ms"."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     else:
@@ -31,6 +34,8 @@ def parse_duration(value: Any) -> float:
         seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"{value!r}: a duration must be positive and finite")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value!r}: a duration may be at most 365d")
     return seconds
 
 
@@ -136,6 +141,14 @@ class Config(_Section):
         if value not in ("compose", "swarm"):
             raise ValueError(f"backend {value!r} must be 'compose' or 'swarm'")
         return value
+
+    @model_validator(mode="after")
+    def _retry_cap_above_base(self) -> Config:
+        if self.retry_cap < self.retry_base:
+            raise ValueError(
+                f"retry_cap ({self.retry_cap:g}s) is shorter than retry_base "
+                f"({self.retry_base:g}s), the first wait; raise retry_cap or lower retry_base")
+        return self
 
     @model_validator(mode="after")
     def _registry_reaches_every_builder(self) -> Config:

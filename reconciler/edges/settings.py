@@ -6,9 +6,10 @@ Decision: every layer produces a plain dict that is merged key by key and valida
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,18 +60,45 @@ def load_config(
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """RECONCILER_<KEY> and RECONCILER_<SECTION>_<KEY> for every scalar configuration key."""
     found: dict[str, Any] = {}
+    for variable, path in _config_variables().items():
+        value = environ.get(variable)
+        if value is None:
+            continue
+        if len(path) == 2:
+            found.setdefault(path[0], {})[path[1]] = value
+        else:
+            found[path[0]] = value
+    return found
+
+
+def _config_variables() -> dict[str, tuple[str, ...]]:
+    """Variable name -> the configuration key it sets."""
+    variables: dict[str, tuple[str, ...]] = {}
     for name, field in Config.model_fields.items():
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             for inner in annotation.model_fields:
-                value = environ.get(f"{ENV_PREFIX}{name}_{inner}".upper())
-                if value is not None:
-                    found.setdefault(name, {})[inner] = value
+                variables[f"{ENV_PREFIX}{name}_{inner}".upper()] = (name, inner)
         elif name != "hosts":
-            value = environ.get(f"{ENV_PREFIX}{name}".upper())
-            if value is not None:
-                found[name] = value
-    return found
+            variables[f"{ENV_PREFIX}{name}".upper()] = (name,)
+    return variables
+
+
+def check_environment(environ: Mapping[str, str], options: Iterable[str]) -> None:
+    """Refuse RECONCILER_* variables that nothing reads: a misspelt one would otherwise be
+    ignored silently and the reconciler run with a setting its operator did not mean.
+    ``options``: the variables the command line reads (RECONCILER_DESIRED, ...)."""
+    known = set(_config_variables()) | set(options)
+    unknown = sorted(v for v in environ if v.startswith(ENV_PREFIX) and v not in known)
+    if not unknown:
+        return
+    problems = []
+    for variable in unknown:
+        close = difflib.get_close_matches(variable, sorted(known), n=1, cutoff=0.7)
+        problems.append(variable + (f" (did you mean {close[0]}?)" if close else ""))
+    raise ConfigError(f"unknown environment variable{'s' * (len(unknown) > 1)} "
+                      f"{', '.join(problems)}; unset it or use one of the documented "
+                      f"RECONCILER_* names (README: Configuration)")
 
 
 def config_path(explicit: str | None) -> Path | None:

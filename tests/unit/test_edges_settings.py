@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 from reconciler.core.config import (
     IMAGE_BUILDER_ADDON,
     LOCAL_REGISTRY_PREFIX,
+    MAX_DURATION,
     Config,
     HostConfig,
     parse_duration,
 )
 from reconciler.edges.settings import (
     ConfigError,
+    check_environment,
     config_path,
     env_overrides,
     load_config,
@@ -178,10 +180,40 @@ def test_durations(text: str | float, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@given(amount=st.integers(1, 10**6), unit=st.sampled_from(["ms", "s", "m", "h", ""]))
-def test_every_unit_scales_the_amount(amount: int, unit: str) -> None:
-    factor = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "": 1}[unit]
-    assert parse_duration(f"{amount}{unit}") == pytest.approx(amount * factor)
+@given(amount=st.integers(1, 10**6), unit=st.sampled_from(["ms", "s", "m", "h", "d", ""]))
+def test_every_unit_scales_the_amount_up_to_a_year(amount: int, unit: str) -> None:
+    factor = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "": 1}[unit]
+    if amount * factor <= MAX_DURATION:
+        assert parse_duration(f"{amount}{unit}") == pytest.approx(amount * factor)
+    else:
+        with pytest.raises(ValueError, match="at most 365d"):
+            parse_duration(f"{amount}{unit}")
+
+
+@pytest.mark.parametrize("literal", ["1e300", "31536001", '"366d"', '"9000000h"'])
+def test_durations_beyond_a_year_are_refused(tmp_path: Path, literal: str) -> None:
+    """1e300 seconds used to reach threading's Event.wait and overflow there."""
+    with pytest.raises(ConfigError, match=r"resync_interval: .*at most 365d"):
+        load_config(toml(tmp_path, f"resync_interval = {literal}\n"), environ={})
+
+
+def test_a_retry_cap_below_the_retry_base_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"retry_cap \(5s\) is shorter than retry_base \(60s\)"):
+        load_config(toml(tmp_path, 'retry_base = "1m"\nretry_cap = "5s"\n'), environ={})
+    config = load_config(toml(tmp_path, 'retry_base = "1m"\nretry_cap = "1m"\n'), environ={})
+    assert config.retry_cap == config.retry_base == 60.0
+
+
+def test_unknown_reconciler_variables_are_errors_with_a_suggestion() -> None:
+    options = ("RECONCILER_DESIRED",)
+    check_environment({"RECONCILER_REGISTRY": "local", "RECONCILER_DESIRED": "d",
+                       "RECONCILER_BUILDER_IMAGE": "b", "OTHER_THING": "x"}, options)
+    with pytest.raises(ConfigError) as info:
+        check_environment({"RECONCILER_REGISTY": "http://r:5000", "RECONCILER_ZZZ": "1"},
+                          options)
+    message = str(info.value)
+    assert "RECONCILER_REGISTY (did you mean RECONCILER_REGISTRY?)" in message
+    assert "RECONCILER_ZZZ" in message and "did you mean" not in message.split("ZZZ")[1]
 
 
 def test_true_is_not_a_duration() -> None:
