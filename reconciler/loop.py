@@ -29,7 +29,7 @@ from reconciler.core.project import Desired, DesiredProject, InvalidProject, Pha
 from reconciler.core.render import make_environment
 from reconciler.core.retry import failed_record
 from reconciler.edges.backend import NO_HOST, BackendError
-from reconciler.edges.desired import FileCache, load_committed, load_desired
+from reconciler.edges.desired import DesiredDirMissing, FileCache, load_committed, load_desired
 from reconciler.edges.desired_repo import DesiredRepo, PullStatus, find_repo
 from reconciler.edges.git_remote import GitRemoteError, RemoteRefs, resolve_commit
 from reconciler.edges.registry import EngineImages, ImageStore, RegistryError, RegistryImages
@@ -159,7 +159,13 @@ class Controller:
             resync = time.monotonic() >= next_resync
             if resync:
                 next_resync = time.monotonic() + interval
-            self.reconcile(follow=True, resync=resync)
+            try:
+                self.reconcile(follow=True, resync=resync)
+                self.runner.outages.recovered("desired directory")
+            except DesiredDirMissing as error:  # gone while watching (a checkout, a typo'd
+                # mount): nothing is pruned; the watch waits for it to come back
+                self.runner.outages.failed("desired directory", str(error))
+                next_resync = min(next_resync, time.monotonic() + self.config.retry_base)
             waits = [next_resync - time.monotonic(), self.next_due(), self.runner.next_wake(),
                      self._next_pull - time.monotonic() if self.ws.pull else None]
             self.wake.wait(max(0.0, min(w for w in waits if w is not None)))

@@ -25,7 +25,7 @@ from reconciler.cli.doctor import run_doctor
 from reconciler.cli.present import Progress, print_status, status_row
 from reconciler.core.plan import in_sync
 from reconciler.core.project import InvalidProject, Phase, ProjectRecord
-from reconciler.core.repo_url import check_ref, is_local, local_path
+from reconciler.core.repo_url import check_ref, check_repo_url, is_local, local_path
 from reconciler.edges.builder_image import ensure_builder_image
 from reconciler.edges.desired import by_name, load_file, sla_files
 from reconciler.edges.desired_repo import check_ref_part
@@ -117,6 +117,7 @@ def apply_exit_code(records: list[ProjectRecord]) -> int:
 
 def watch(args: argparse.Namespace) -> int:
     ws = workspace(args)
+    sla_files(ws.desired_dir)  # a missing desired directory stops the start, exit 2
     stop = threading.Event()
     with ws.store.lock("reconciler watch"):
         controller = Controller(ws, report=Progress(sys.stdout))
@@ -196,9 +197,15 @@ def check_repo(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"reconciler: --ref {error}", file=sys.stderr)
         return ERROR
+    local = is_local(target) or Path(target).exists()
+    try:
+        if not local:
+            check_repo_url(target, allow_file_repos=False)
+    except ValueError as error:
+        print(f"reconciler: the repository URL {error}", file=sys.stderr)
+        return ERROR
     images = workspace(args).config.images
     options = ImageOptions(dict(images.python), images.conda_base_image)
-    local = is_local(target) or Path(target).exists()
     if local and args.ref is None and not _is_git_repository(Path(local_path(target))):
         return _report_review(Path(local_path(target)), args.json, options)
     with tempfile.TemporaryDirectory(prefix="flops-check-") as tmp:

@@ -48,6 +48,12 @@ def check_repo_url(url: str, *, allow_file_repos: bool) -> str:
             )
         if not parts.hostname:
             raise ValueError("has no host name")
+        if parts.password is not None or (parts.username and parts.scheme != "ssh"):
+            raise ValueError(
+                "must not carry credentials (user:password@ or a token@): they would show in "
+                "process lists, state and logs; give the reconciler and image-builder hosts a "
+                "git credential helper or an SSH key (ssh://git@host/owner/repo.git) instead"
+            )
         if not _path_parts(parts.path):
             raise ValueError("names no repository path after the host")
         return url

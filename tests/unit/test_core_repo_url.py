@@ -53,6 +53,11 @@ def test_network_urls_are_accepted_unchanged(url: str) -> None:
         ("https://example.org", "no repository path"),
         ("https://example.org/", "no repository path"),
         ("just-a-name", "is not a git URL"),
+        ("https://bob:s3cret@github.com/o/r.git", "must not carry credentials"),
+        ("https://ghp_token123@github.com/o/r.git", "git credential helper"),
+        ("http://user@example.org/o/r", "must not carry credentials"),
+        ("git://user:pw@example.org/o/r", "must not carry credentials"),
+        ("ssh://git:pw@example.org/o/r", "must not carry credentials"),
     ],
 )
 def test_bad_urls_are_rejected_with_a_reason(url: str, fragment: str) -> None:

@@ -330,3 +330,11 @@ def test_placement_timeout_is_a_duration(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(toml(tmp_path, 'placement_timeout = "0s"\n'), environ={})
     assert "placement_timeout" in str(info.value)
+
+
+def test_a_registry_url_with_credentials_is_refused_without_echoing_them() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, environ={"RECONCILER_REGISTRY": "http://bob:pw-5ecret@10.0.0.1:5000"})
+    message = str(info.value)
+    assert "must not carry credentials" in message and "docker login 10.0.0.1" in message
+    assert "pw-5ecret" not in message and "bob" not in message
