@@ -110,7 +110,7 @@ def apply(args: argparse.Namespace) -> int:
 
 def apply_exit_code(records: list[ProjectRecord]) -> int:
     """0 when every project is ready (or still building without failure), 1 otherwise."""
-    if any(r.phase in (Phase.failed, Phase.invalid) for r in records):
+    if any(r.phase in (Phase.failed, Phase.invalid, Phase.corrupt) for r in records):
         return PROBLEMS
     return OK
 

@@ -120,5 +120,6 @@ def _short(commit: str | None) -> str:
 
 
 def _coloured(phase: str) -> str:
-    colour = {"ready": "green", "failed": "red", "invalid": "red", "building": "yellow"}
+    colour = {"ready": "green", "failed": "red", "invalid": "red", "corrupt": "red",
+              "building": "yellow"}
     return f"[{colour.get(phase, 'white')}]{phase}[/]"

@@ -80,6 +80,8 @@ def _plan_one(
     name: str, want: Desired | None, have: ProjectRecord | None, now: datetime,
     remote_commit: str | None,
 ) -> PlanItem:
+    if have is not None and have.phase is Phase.corrupt:
+        return PlanItem(name, Action.invalid, have.error or "corrupt state record", hold=True)
     if want is None:
         assert have is not None
         return PlanItem(name, Action.delete, f"SLA file {have.sla_file} was removed")

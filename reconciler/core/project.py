@@ -26,6 +26,9 @@ class Phase(StrEnum):
     ready = "ready"
     failed = "failed"
     invalid = "invalid"
+    # The record on disk cannot be read: kept as it is, and nothing is done for the project
+    # until an operator repairs or removes the file (it never turns into a `create`).
+    corrupt = "corrupt"
 
 
 @dataclass(frozen=True)

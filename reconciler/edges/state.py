@@ -14,7 +14,6 @@ import json
 import os
 import re
 import socket
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import IO
 
 from pydantic import ValidationError
 
-from reconciler.core.project import ProjectRecord
+from reconciler.core.project import Phase, ProjectRecord
 
 # Project names, storage keys of badly named files (`slug~hash`) and builder names: no dots or
 # slashes, so a key can never leave its directory.
@@ -50,12 +49,14 @@ class StateStore:
         return self.builds_dir / checked_key(builder_name)
 
     def load_all(self) -> dict[str, ProjectRecord]:
+        """Every record; one that cannot be read stands in as a `corrupt` record naming the
+        file and the reason (the file itself is left alone)."""
         records: dict[str, ProjectRecord] = {}
         if not self.projects_dir.is_dir():
             return records
         for path in self.projects_dir.glob("*.json"):
-            record = self._read(path)
-            if record is not None:
+            if _KEY.match(path.stem):
+                record = self._read(path)
                 records[record.project] = record
         return records
 
@@ -64,6 +65,8 @@ class StateStore:
         return self._read(path) if path.exists() else None
 
     def save(self, record: ProjectRecord) -> None:
+        if record.phase is Phase.corrupt:  # a stand-in: the file on disk stays as it is
+            raise ValueError(f"refusing to overwrite the corrupt record of {record.project}")
         atomic_write(self.record_path(record.project), record.model_dump_json(indent=1))
 
     def delete(self, key: str) -> None:
@@ -95,12 +98,25 @@ class StateStore:
             handle.close()
 
     @staticmethod
-    def _read(path: Path) -> ProjectRecord | None:
+    def _read(path: Path) -> ProjectRecord:
         try:
-            return ProjectRecord.model_validate_json(path.read_bytes())
+            record = ProjectRecord.model_validate_json(path.read_bytes())
+            if record.project == path.stem:
+                return record
+            why = f"it names project {record.project[:80]!r}, not {path.stem!r}"
         except (OSError, ValidationError, ValueError) as error:
-            print(f"warning: ignoring unreadable state record {path}: {error}", file=sys.stderr)
-            return None
+            why = _first_line(error)
+        return ProjectRecord(
+            project=path.stem, phase=Phase.corrupt, sla_file="",
+            error=f"state record {path} cannot be read ({why}); nothing is done for this "
+                  "project until it is repaired or removed (removing it makes the next pass "
+                  "start the project afresh)",
+        )
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    return lines[0][:200] if len(lines) == 1 else f"{lines[0][:100]} {lines[-1].strip()[:100]}"
 
 
 def checked_key(key: str) -> str:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.core.plan import Action, PlanItem, in_sync, make_plan
+from reconciler.core.plan import Action, PlanItem, in_sync, make_plan, tracked_refs
 from reconciler.core.project import (
     BuildRecord,
     Desired,
@@ -224,3 +224,42 @@ def test_plan_items_as_json() -> None:
     assert item.as_json() == {
         "project": "demo", "action": "update", "reason": "verbose changed", "hold": False
     }
+
+
+def test_a_ready_project_whose_tracked_ref_moved_is_a_build_naming_the_new_commit() -> None:
+    project = desired(ml_repo_ref="main")
+    new = "b" * 40
+    [item] = make_plan({"demo": project}, {"demo": record_of(project)},
+                       remote_commits={"demo": new})
+    assert item.action is Action.build
+    assert item.reason == f"new commit {new} on main (was {COMMIT}): build"
+    [same] = make_plan({"demo": project}, {"demo": record_of(project)},
+                       remote_commits={"demo": COMMIT})
+    assert same.action is Action.noop
+
+
+def test_only_ready_projects_with_movable_refs_are_tracked() -> None:
+    wanted: dict[str, Desired] = {
+        "branch": desired("branch", ml_repo_ref="main"),
+        "head": desired("head"),
+        "pinned": desired("pinned", ml_repo_ref=COMMIT),
+        "failed": desired("failed", ml_repo_ref="main"),
+        "changed": desired("changed", ml_repo_ref="main"),
+        "bad": InvalidProject("bad", "desired/bad.yaml", "broken"),
+    }
+    recorded = {name: record_of(project) for name, project in wanted.items()
+                if isinstance(project, DesiredProject)}
+    recorded["failed"] = record_of(desired("failed", ml_repo_ref="main"), Phase.failed)
+    recorded["changed"] = record_of(desired("changed", ml_repo_ref="v1"))  # a build is due
+    assert sorted(tracked_refs(wanted, recorded)) == ["branch", "head"]
+
+
+@pytest.mark.parametrize("sla_removed", [False, True])
+def test_a_corrupt_record_holds_its_project_and_is_never_created_or_deleted(
+    sla_removed: bool,
+) -> None:
+    corrupt = ProjectRecord(project="demo", phase=Phase.corrupt, sla_file="",
+                            error="state record state/projects/demo.json cannot be read")
+    [item] = make_plan({} if sla_removed else {"demo": desired()}, {"demo": corrupt})
+    assert (item.action, item.hold) == (Action.invalid, True)
+    assert item.reason == corrupt.error

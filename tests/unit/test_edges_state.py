@@ -139,27 +139,34 @@ def test_atomic_write_creates_missing_directories(tmp_path: Path) -> None:
         json.dumps({"project": "bad", "phase": "exploded", "sla_file": "x"}),
     ],
 )
-def test_an_unreadable_record_is_skipped_with_a_warning(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+def test_an_unreadable_record_stays_on_disk_and_shows_as_corrupt(
+    tmp_path: Path, content: str
 ) -> None:
     store = StateStore(tmp_path)
     store.save(record("good"))
     bad = store.projects_dir / "bad.json"
     bad.write_text(content)
-    assert set(store.load_all()) == {"good"}
-    warning = capsys.readouterr().err
-    assert "warning" in warning
-    assert str(bad) in warning
+    records = store.load_all()
+    assert set(records) == {"good", "bad"}
+    assert records["good"] == record("good")
+    corrupt = records["bad"]
+    assert corrupt.phase is Phase.corrupt
+    assert corrupt.error is not None and corrupt.error.startswith(f"state record {bad} ")
+    assert "repaired or removed" in corrupt.error
+    with pytest.raises(ValueError, match="corrupt record"):
+        store.save(corrupt)
+    assert bad.read_text() == content, "the file is kept as it was"
 
 
-def test_a_record_that_is_not_utf8_is_skipped(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_record_that_is_not_utf8_or_names_another_project_is_corrupt(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     store.projects_dir.mkdir(parents=True)
     (store.projects_dir / "bin.json").write_bytes(b"\xff\xfe{")
-    assert store.load_all() == {}
-    assert "bin.json" in capsys.readouterr().err
+    (store.projects_dir / "other.json").write_text(record("good").model_dump_json())
+    records = store.load_all()
+    assert {name: r.phase for name, r in records.items()} == {
+        "bin": Phase.corrupt, "other": Phase.corrupt}
+    assert "names project 'good', not 'other'" in (records["other"].error or "")
 
 
 @pytest.mark.parametrize(
