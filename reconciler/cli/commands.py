@@ -65,8 +65,8 @@ def validate(args: argparse.Namespace) -> int:
     bad = 0
     for project in loaded:
         verdict = named[project.name]
-        if verdict.sla_file != project.sla_file:  # the first of two twins
-            verdict = InvalidProject(project.name, project.sla_file, verdict.error)
+        if verdict.sla_file != project.sla_file and isinstance(verdict, InvalidProject):
+            verdict = InvalidProject(project.name, project.sla_file, verdict.error)  # a twin
         if isinstance(verdict, InvalidProject):
             bad += 1
             print(f"invalid  {verdict.error}")
