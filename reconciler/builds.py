@@ -35,6 +35,11 @@ from reconciler.edges.swarm_backend import SwarmBackend
 from reconciler.records import RecordBook
 
 Report = Callable[[str, str], None]
+# One attempt's share of the observer log: at most EVENT_LIMIT events (each bounded by
+# core/events.py), so about 2.5 MB whatever the builder sends; a longer line is not an event.
+EVENT_LIMIT = 300
+EVENT_BYTES = 1024 * 1024
+NOISE_WIDTH = 1000
 
 
 @dataclass
@@ -259,12 +264,17 @@ class BuildRunner:
             if output.stream == PLACED:
                 self._placed(name, output.line)
                 continue
-            event = decode(output.line) if output.stream == "stdout" else None
+            event = decode(output.line) if output.stream == "stdout" \
+                and len(output.line) <= EVENT_BYTES else None
             if event is None:
                 if output.line.strip():
-                    noise.append(output.line)
+                    noise.append(output.line[:NOISE_WIDTH])
                 continue
             lines = event_lines(event)
+            if index >= EVENT_LIMIT and event.get("type") != "result":
+                lines = [LogLine("WARN", "builder", f"the builder sent more than {EVENT_LIMIT} "
+                                 "events; the rest are not logged (its result is)")
+                         ] if index == EVENT_LIMIT else []
             for record in self.book.subscribers(name):
                 self._log_event(record, index, lines, output.at, first_seen)
             if event.get("type") == "result":
@@ -286,7 +296,7 @@ class BuildRunner:
     def _log_event(self, record: ProjectRecord, index: int, lines: list[LogLine],
                    at: str, first_seen: set[str]) -> None:
         build = record.build
-        if build is None or index < build.events_logged:
+        if build is None or index < build.events_logged or not lines:
             return
         text = "".join(format_event(at, line.level, line.stage, line.message, line.details)
                        for line in lines)

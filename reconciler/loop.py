@@ -123,7 +123,8 @@ class Controller:
     def __init__(self, workspace: Workspace, report: Report = _silent) -> None:
         self.ws = workspace
         self.config = workspace.config
-        self.book = RecordBook(workspace.store)
+        self.book = RecordBook(workspace.store, log_max_bytes=self.config.observer_log_max_bytes,
+                               log_keep=self.config.observer_log_keep)
         self.report = report
         self.wake = threading.Event()
         self.runner = BuildRunner(

@@ -15,14 +15,15 @@ from contextlib import contextmanager
 from reconciler.core.events import LogLine
 from reconciler.core.project import ProjectRecord
 from reconciler.edges.clock import utc_now_iso
-from reconciler.edges.observer import ObserverLog
+from reconciler.edges.observer import KEEP, ROTATE_BYTES, ObserverLog
 from reconciler.edges.state import StateStore
 
 
 class RecordBook:
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, *, log_max_bytes: int = ROTATE_BYTES,
+                 log_keep: int = KEEP) -> None:
         self.store = store
-        self.log = ObserverLog(store.observer_path)
+        self.log = ObserverLog(store.observer_path, rotate_bytes=log_max_bytes, keep=log_keep)
         self._records = store.load_all()
         self._lock = threading.RLock()
 

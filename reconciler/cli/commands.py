@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -20,7 +21,15 @@ import watchfiles
 
 from reconciler.builder.baseimage import ImageOptions
 from reconciler.builder.clone import CloneError, clone
-from reconciler.builder.review import review_repository
+from reconciler.builder.limits import (
+    MAX_LINE_CHARS,
+    MAX_LISTED,
+    clip_lines,
+    clip_repairs,
+    clip_text,
+)
+from reconciler.builder.problems import Problem
+from reconciler.builder.review import RepoReview, review_repository
 from reconciler.cli.doctor import run_doctor
 from reconciler.cli.present import Progress, print_status, status_row
 from reconciler.core.plan import in_sync
@@ -176,17 +185,34 @@ def logs(args: argparse.Namespace) -> int:
     if path is None or not path.exists():
         print(f"reconciler: no observer log for project {args.project!r}", file=sys.stderr)
         return PROBLEMS
-    with path.open(encoding="utf-8", errors="replace") as stream:
+    stream = path.open(encoding="utf-8", errors="replace")
+    try:
         sys.stdout.write(stream.read())
         sys.stdout.flush()
         if args.follow:
-            try:
-                for _ in watchfiles.watch(path, raise_interrupt=False):
+            # The directory, not the file: a rotation renames the file away.
+            # The timeout makes it look at least twice a second even when no change was
+            # reported (one written before the watcher started, or a missed event).
+            for _ in watchfiles.watch(path.parent, raise_interrupt=False, debounce=50, step=20,
+                                      rust_timeout=500, yield_on_timeout=True):
+                sys.stdout.write(stream.read())
+                if _rotated(path, stream.fileno()):  # go on with the new file, from its start
+                    stream.close()
+                    stream = path.open(encoding="utf-8", errors="replace")
                     sys.stdout.write(stream.read())
-                    sys.stdout.flush()
-            except KeyboardInterrupt:
-                pass
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stream.close()
     return OK
+
+
+def _rotated(path: Path, fd: int) -> bool:
+    try:
+        return path.stat().st_ino != os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def check_repo(args: argparse.Namespace) -> int:
@@ -226,35 +252,46 @@ def _is_git_repository(path: Path) -> bool:
 
 
 def _report_review(repo_dir: Path, as_json: bool, options: ImageOptions) -> int:
-    """The builder's own verdict on the tree: the same functions its stages call."""
+    """The builder's own verdict on the tree: the same functions its stages call, shown
+    within the builder's own caps (limits.py), so a hostile repository cannot make the
+    output larger than them: at most MAX_LISTED problems, each text and detail clipped."""
     review = review_repository(repo_dir, options)
+    problems = review.problems[:MAX_LISTED]
     if as_json:
         dump_json({
             "ok": review.ok,
             "stage": review.failed_stage,
             "problems": [
-                {"category": p.category, "file": p.file, "line": p.line,
-                 "message": p.message, "hint": p.hint}
-                for p in review.problems
+                {"category": p.category, "file": clip_text(p.file, MAX_LINE_CHARS),
+                 "line": p.line, "message": clip_text(p.message), "hint": clip_text(p.hint)}
+                for p in problems
             ],
+            "problem_count": len(review.problems),
             "python": review.plan.python_pin if review.plan else None,
             "requirements": review.plan.requirements if review.plan else {},
-            "repairs": [repair.as_json() for repair in review.repair_diffs],
-            "notes": [{"level": n.level, "message": n.message, "details": list(n.details)}
-                      for n in review.notes],
+            "repairs": clip_repairs([repair.as_json() for repair in review.repair_diffs]),
+            "notes": [{"level": n.level, "message": clip_text(n.message),
+                       "details": clip_lines(n.details)} for n in review.notes],
         })
     else:
-        for problem in review.problems:
-            print(f"problem  {problem.describe()}\n         fix: {problem.hint}")
-        for note in review.notes:
-            print(f"{note.level.lower():<9}{note.message}")
-            for line in note.details:
-                print(f"           {line}")
-        if review.plan:
-            for role, lines in sorted(review.plan.requirements.items()):
-                print(f"{role:<9}{', '.join(lines) or '(no extra packages)'}")
-        print("ok" if review.ok else f"{len(review.problems)} problem(s)")
+        _print_review(review, problems)
     return OK if review.ok else PROBLEMS
+
+
+def _print_review(review: RepoReview, problems: list[Problem]) -> None:
+    for problem in problems:
+        print(f"problem  {clip_text(problem.describe())}\n         fix: {clip_text(problem.hint)}")
+    if len(review.problems) > len(problems):
+        print(f"problem  ... and {len(review.problems) - len(problems)} more problems")
+    for note in review.notes:
+        print(f"{note.level.lower():<9}{clip_text(note.message)}")
+        for line in clip_lines(note.details):
+            print(f"           {line}")
+    if review.plan:
+        for role, lines in sorted(review.plan.requirements.items()):
+            listed = clip_lines(lines, MAX_LISTED, MAX_LINE_CHARS, "requirements")
+            print(f"{role:<9}{', '.join(listed) or '(no extra packages)'}")
+    print("ok" if review.ok else f"{len(review.problems)} problem(s)")
 
 
 def doctor(args: argparse.Namespace) -> int:

@@ -118,6 +118,9 @@ class Config(_Section):
     max_attempts: int = Field(5, ge=1)  # then the project stays failed: "retries exhausted"
     # swarm: how long a builder may wait for an image-builder node before its build fails
     placement_timeout: Duration = 60.0
+    # Observer logs: a log past this size is rotated to <project>.log.1, keeping this many.
+    observer_log_max_bytes: int = Field(10 * 1024 * 1024, ge=64 * 1024)
+    observer_log_keep: int = Field(3, ge=1, le=100)
     builder: BuilderConfig = BuilderConfig()
     images: ImagesConfig = ImagesConfig()
     build: BuildConfig = BuildConfig()

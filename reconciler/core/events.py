@@ -2,7 +2,9 @@
 
 Decision: the translation is pure and total: any event, including malformed or unknown ones,
 maps to a line, so nothing the builder says is ever dropped and nothing it says can crash the
-reconciler.
+reconciler. And it is bounded: the builder relays what an untrusted repository holds, so every
+text is made visible (no terminal control) and cut to the limits below before it reaches the
+observer log or the state, whatever the builder sent.
 """
 
 from __future__ import annotations
@@ -11,6 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.builder.repairs import Repair
+from reconciler.core.text import cut_lines, shown
+
+# Per event: a message, its details (the last lines of a tool's output), the repairs of a
+# result; names and values of its maps. With these, one event is at most about 8 KB of log.
+MESSAGE_LIMIT = 1000
+DETAIL_LINES, DETAIL_WIDTH = 20, 300
+REPAIR_LIMIT = 20
+NAME_LIMIT, VALUE_LIMIT, MAP_LIMIT = 40, 300, 16
 
 
 @dataclass(frozen=True)
@@ -35,7 +45,7 @@ class Outcome:
 
 def event_lines(event: dict[str, Any]) -> list[LogLine]:
     kind = event.get("type")
-    stage = _text(event.get("stage"), "build")
+    stage = _text(event.get("stage"), "build", NAME_LIMIT)
     if kind == "stage":
         if event.get("state") == "start":
             return [LogLine("INFO", stage, "started")]
@@ -47,12 +57,14 @@ def event_lines(event: dict[str, Any]) -> list[LogLine]:
         return [LogLine(level, stage, _text(event.get("message"), "-"), _details(event))]
     if kind == "result":
         return _result_lines(event)
-    return [LogLine("WARN", "builder", f"unrecognised builder event: {event}")]
+    return [LogLine("WARN", "builder", shown(f"unrecognised builder event: {event}",
+                                               MESSAGE_LIMIT))]
 
 
 def outcome_of(event: dict[str, Any]) -> Outcome:
     timings = {
-        str(k): _seconds(v) for k, v in _mapping(event.get("timings")).items()
+        shown(str(k), NAME_LIMIT): _seconds(v)
+        for k, v in list(_mapping(event.get("timings")).items())[:MAP_LIMIT]
     }
     if event.get("ok") is True:
         return Outcome(
@@ -60,7 +72,8 @@ def outcome_of(event: dict[str, Any]) -> Outcome:
             images=_str_mapping(event.get("images")),
             digests=_str_mapping(event.get("digests")),
             timings=timings,
-            repairs=tuple(str(r) for r in _list(event.get("repairs"))),
+            repairs=tuple(shown(str(r), VALUE_LIMIT)
+                          for r in _list(event.get("repairs"))[:REPAIR_LIMIT]),
             repair_diffs=tuple(_repair_diffs(event.get("repair_diffs"))),
             base_image=_text(event.get("base_image"), "") or None,
         )
@@ -69,14 +82,14 @@ def outcome_of(event: dict[str, Any]) -> Outcome:
 
 
 def error_summary(error: dict[str, Any]) -> str:
-    category = _text(error.get("category"), "infrastructure")
+    category = _text(error.get("category"), "infrastructure", NAME_LIMIT)
     message = _text(error.get("message"), "the builder reported a failure without a message")
     hint = _text(error.get("hint"), "")
     return f"{category}: {message}" + (f"; {hint}" if hint else "")
 
 
 def no_result_outcome(exit_code: int | None, last_lines: list[str]) -> Outcome:
-    tail = f": {last_lines[-1]}" if last_lines else ""
+    tail = f": {shown(last_lines[-1], VALUE_LIMIT)}" if last_lines else ""
     return Outcome(
         ok=False,
         error=(
@@ -96,7 +109,7 @@ def _result_lines(event: dict[str, Any]) -> list[LogLine]:
         total = sum(outcome.timings.values())
         return [*lines, LogLine("INFO", "result", f"build succeeded in {total:.1f}s")]
     error = _mapping(event.get("error"))
-    stage = _text(error.get("stage"), "result")
+    stage = _text(error.get("stage"), "result", NAME_LIMIT)
     return [LogLine("ERROR", stage, outcome.error or "failed", _details(error))]
 
 
@@ -104,23 +117,29 @@ def _repair_diffs(value: Any) -> list[Repair]:
     """The well-formed entries of ``repair_diffs``: an entry without a summary is not a
     repair anyone could read, so it is left out (the WARN events already logged it)."""
     found = []
-    for item in _list(value):
+    for item in _list(value)[:REPAIR_LIMIT]:
         entry = _mapping(item)
         summary = _text(entry.get("summary"), "")
         if summary:
             found.append(Repair(
-                roles=tuple(str(r) for r in _list(entry.get("roles"))), summary=summary,
-                diff=tuple(str(line) for line in _list(entry.get("diff"))),
+                roles=tuple(shown(str(r), NAME_LIMIT) for r in _list(entry.get("roles"))[:4]),
+                summary=summary,
+                diff=tuple(cut_lines([str(line) for line in _list(entry.get("diff"))],
+                                     DETAIL_LINES, DETAIL_WIDTH)),
             ))
     return found
 
 
 def _details(source: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(str(line) for line in _list(source.get("details"))[-20:])
+    lines = [str(line) for line in _list(source.get("details"))]
+    return tuple(cut_lines(lines, DETAIL_LINES, DETAIL_WIDTH))
 
 
-def _text(value: Any, default: str) -> str:
-    return value if isinstance(value, str) and value.strip() else default
+def _text(value: Any, default: str, limit: int = MESSAGE_LIMIT) -> str:
+    """A text field: visible and cut; ``default`` when absent or blank."""
+    if not isinstance(value, str) or not value.strip():
+        return default
+    return shown(value, limit)
 
 
 def _seconds(value: Any) -> float:
@@ -137,7 +156,8 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 
 def _str_mapping(value: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in _mapping(value).items()}
+    return {shown(str(k), NAME_LIMIT): shown(str(v), VALUE_LIMIT)
+            for k, v in list(_mapping(value).items())[:MAP_LIMIT]}
 
 
 def _list(value: Any) -> list[Any]:

@@ -212,3 +212,29 @@ def test_logs_follow_prints_lines_as_they_are_appended(tmp_path: Path, desired: 
         follower.wait(timeout=20)
         reader.join(timeout=20)
     assert [line.split(" ", 2)[1] for line in seen] == ["INFO", "WARN"]
+
+
+def test_logs_follow_goes_on_across_a_rotation(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state")
+    log = ObserverLog(store.observer_path, rotate_bytes=16 * 1024, keep=2)
+    filler = "f" * 1000
+    log.info("alpha", "plan", f"event 0 {filler}")
+    command = [sys.executable, "-m", "reconciler", "--state", str(tmp_path / "state"),
+               "logs", "alpha", "--follow"]
+    follower = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    output = follower.stdout
+    assert output is not None
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(output.readline, "")))
+    reader.start()
+    try:
+        for n in range(1, 50):  # about three files' worth: two rotations
+            wait_until(lambda: len(seen) == n, timeout=20)  # noqa: B023 (n is current)
+            log.info("alpha", "plan", f"event {n} {filler}")
+        wait_until(lambda: len(seen) == 50, timeout=20)
+    finally:
+        follower.terminate()
+        follower.wait(timeout=20)
+        reader.join(timeout=20)
+    assert (store.observers_dir / "alpha.log.2").exists()
+    assert [int(line.split()[4]) for line in seen] == list(range(50))

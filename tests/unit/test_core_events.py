@@ -10,6 +10,13 @@ from hypothesis import strategies as st
 
 from reconciler.builder.repairs import Repair
 from reconciler.core.events import (
+    DETAIL_LINES,
+    DETAIL_WIDTH,
+    MAP_LIMIT,
+    MESSAGE_LIMIT,
+    NAME_LIMIT,
+    REPAIR_LIMIT,
+    VALUE_LIMIT,
     LogLine,
     Outcome,
     error_summary,
@@ -70,12 +77,48 @@ def test_log_events_with_unknown_level_or_no_message_still_make_a_line() -> None
     assert (line.level, line.stage, line.message, line.details) == ("INFO", "build", "-", ())
 
 
-def test_details_keep_the_last_twenty_lines_in_order() -> None:
+def test_details_keep_the_last_twenty_lines_in_order_and_say_what_was_cut() -> None:
     details = [f"step {n}" for n in range(50)]
     [line] = event_lines({"type": "log", "message": "m", "details": details})
-    assert line.details == tuple(details[-20:])
+    assert line.details == ("... (30 earlier lines cut)", *details[-20:])
     [error] = event_lines(failed_result(message="boom", details=details))
-    assert error.details == tuple(details[-20:])
+    assert error.details == line.details
+
+
+HOSTILE = "\x1b]0;pwned\x07\x1bc\x9b31m\u202eevil\x00"
+
+
+def test_terminal_control_in_builder_text_is_made_visible() -> None:
+    [line] = event_lines({"type": "log", "message": f"pip says {HOSTILE}", "stage": HOSTILE,
+                          "details": [HOSTILE]})
+    for text in (line.message, line.stage, *line.details):
+        assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in text), text
+        assert "\u202e" not in text
+    assert line.message == "pip says \\x1b]0;pwned\\x07\\x1bc\\x9b31m\\u202eevil\\x00"
+
+
+def test_every_builder_value_is_bounded_whatever_its_size() -> None:
+    huge = "x" * 5_000_000
+    event = {"type": "result", "ok": False, "timings": {f"s{i}": 1.0 for i in range(10_000)},
+             "error": {"category": huge, "stage": huge, "message": huge, "hint": huge,
+                       "details": [huge] * 10_000}}
+    [line] = event_lines(event)
+    assert len(line.message) < 3 * MESSAGE_LIMIT and "more characters cut" in line.message
+    assert len(line.stage) < 2 * NAME_LIMIT
+    assert len(line.details) == DETAIL_LINES + 1
+    assert all(len(d) < 2 * DETAIL_WIDTH for d in line.details)
+    outcome = outcome_of(event)
+    assert len(outcome.timings) == MAP_LIMIT
+    ok = outcome_of({"type": "result", "ok": True, "images": {str(i): huge for i in range(99)},
+                     "repairs": [huge] * 999,
+                     "repair_diffs": [{"summary": huge, "roles": [huge] * 99,
+                                       "diff": [huge] * 999}] * 999})
+    assert len(ok.images) == MAP_LIMIT and all(len(v) < 2 * VALUE_LIMIT
+                                               for v in ok.images.values())
+    assert len(ok.repairs) == len(ok.repair_diffs) == REPAIR_LIMIT
+    repair = ok.repair_diffs[0]
+    assert len(repair.roles) <= 4 and len(repair.diff) == DETAIL_LINES + 1
+    assert len(repair.summary) < 2 * MESSAGE_LIMIT
 
 
 def test_a_successful_result_lists_the_images_and_the_total_time() -> None:

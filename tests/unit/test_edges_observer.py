@@ -12,7 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciler.edges.clock import utc_now_iso
-from reconciler.edges.observer import DETAIL_INDENT, LEVELS, ObserverLog, format_event
+from reconciler.edges.observer import (
+    DETAIL_INDENT,
+    DETAIL_LIMIT,
+    LEVELS,
+    LINE_LIMIT,
+    ObserverLog,
+    format_event,
+)
+from reconciler.edges.state import StateStore
 
 LINE = re.compile(
     r"^(?P<time>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z) (?P<level>INFO|WARN|ERROR) "
@@ -131,7 +139,7 @@ def test_concurrent_writers_never_interleave_inside_a_line(tmp_path: Path) -> No
     log = log_in(tmp_path)
     threads_count, events_each = 8, 60
     barrier = threading.Barrier(threads_count)
-    filler = "x" * 3000
+    filler = "x" * 1900  # an event of about 8 KB, under the line limit
 
     def writer(thread: int) -> None:
         barrier.wait()
@@ -157,3 +165,37 @@ def test_concurrent_writers_never_interleave_inside_a_line(tmp_path: Path) -> No
         ]
         seen.add((author, event))
     assert len(seen) == threads_count * events_each
+
+
+def test_terminal_control_and_huge_output_are_made_visible_and_bounded(tmp_path: Path) -> None:
+    log = log_in(tmp_path)
+    hostile = "\x1b]0;owned\x07\x1bc\u202e"
+    log.write("demo", "ERROR", f"bu{hostile}ild", f"failed {hostile}",
+              [f"line {n} {'y' * 10_000}" for n in range(500)])
+    text = log.path("demo").read_text()
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "failed \\x1b]0;owned\\x07\\x1bc\\u202e" in text
+    lines = text.splitlines()
+    assert len(lines) == 1 + DETAIL_LIMIT + 1  # the event, the cut note, the kept details
+    assert lines[1] == f"{DETAIL_INDENT}... ({500 - DETAIL_LIMIT} earlier lines cut)"
+    assert all(len(line) < LINE_LIMIT + 100 for line in lines)
+
+
+def test_a_full_log_is_rotated_and_only_keep_old_logs_stay(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    log = ObserverLog(store.observer_path, lambda: "2026-11-30T00:00:00.000Z",
+                      rotate_bytes=1000, keep=2)
+    for n in range(100):
+        log.info("demo", "plan", f"event {n:03d} " + "z" * 80)
+    path = log.path("demo")
+    logs = sorted(p.name for p in path.parent.iterdir())
+    assert logs == ["demo.log", "demo.log.1", "demo.log.2"]
+    sizes = [p.stat().st_size for p in path.parent.iterdir()]
+    assert all(size < 1000 + 200 for size in sizes), sizes
+    newest = path.read_text().splitlines()
+    assert newest[-1].endswith("event 099 " + "z" * 80)
+    # Nothing lost between the kept files: their events are consecutive.
+    numbers = [int(line.split("event ")[1][:3]) for name in ("demo.log.2", "demo.log.1",
+                                                              "demo.log")
+               for line in (path.parent / name).read_text().splitlines()]
+    assert numbers == list(range(numbers[0], 100))
