@@ -15,8 +15,10 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from reconciler.core.project import ProjectRecord
+from reconciler.core.text import visible
 from reconciler.edges.state import StateStore
 
 
@@ -47,18 +49,24 @@ def status_row(record: ProjectRecord, store: StateStore) -> dict[str, Any]:
 
 
 def print_status(rows: list[dict[str, Any]], out: TextIO) -> None:
+    """Every cell is data (an error may quote an SLA value): shown as plain text, never read as
+    rich markup, with terminal control made visible."""
     if out.isatty():
         table = Table("project", "phase", "commit", "images / error", "desired source")
         for row in rows:
             detail = row["error"] or "\n".join(row["images"].values())
-            table.add_row(row["project"], _coloured(row["phase"]), _short(row["commit"]), detail,
-                          _source(row["source"]))
+            table.add_row(_plain(row["project"]), _coloured(row["phase"]),
+                          _short(row["commit"]), _plain(detail), _plain(_source(row["source"])))
         Console(file=out).print(table)
         return
     for row in rows:
         detail = row["error"] or " ".join(f"{k}={v}" for k, v in sorted(row["images"].items()))
-        out.write(f"{row['project']}\t{row['phase']}\t{_short(row['commit'])}\t{detail}"
-                  f"\t{_source(row['source'])}\n")
+        out.write(visible(f"{row['project']}\t{row['phase']}\t{_short(row['commit'])}\t{detail}"
+                          f"\t{_source(row['source'])}") + "\n")
+
+
+def _plain(text: str) -> Text:
+    return Text(visible(text, keep_newlines=True))
 
 
 class Progress:
@@ -79,7 +87,7 @@ class Progress:
             if self._view is not None:
                 self._view.update(self._table())
             elif not self.live:
-                self.out.write(f"{project}: {stage}\n")
+                self.out.write(visible(f"{project}: {stage}") + "\n")
                 self.out.flush()
 
     def __enter__(self) -> Progress:
@@ -105,7 +113,7 @@ class Progress:
         table = Table("project", "stage", "elapsed")
         now = time.monotonic()
         for project, (stage, since) in sorted(self._stages.items()):
-            table.add_row(project, stage, f"{now - since:5.1f}s")
+            table.add_row(_plain(project), _plain(stage), f"{now - since:5.1f}s")
         return table
 
 
@@ -119,7 +127,7 @@ def _short(commit: str | None) -> str:
     return commit[:12] if commit else "-"
 
 
-def _coloured(phase: str) -> str:
+def _coloured(phase: str) -> Text:
     colour = {"ready": "green", "failed": "red", "invalid": "red", "corrupt": "red",
               "building": "yellow"}
-    return f"[{colour.get(phase, 'white')}]{phase}[/]"
+    return Text(phase, style=colour.get(phase, "white"))

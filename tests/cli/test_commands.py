@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from cli_support import VALID, reconciler
 from support import flops_ml_repo_files, make_ml_repo, wait_until
 
 from reconciler.builder.repairs import Repair
@@ -17,19 +18,6 @@ from reconciler.core.project import DesiredProject, Phase, ProjectRecord
 from reconciler.edges.desired import load_file
 from reconciler.edges.observer import ObserverLog
 from reconciler.edges.state import StateStore
-
-VALID = "ml_repo_url: https://example.org/owner/repo.git\nml_model_flavor: sklearn\n"
-
-
-def reconciler(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    config = tmp_path / "reconciler.toml"
-    if not config.exists():
-        config.write_text('registry = "local"\n')
-    command = [
-        sys.executable, "-m", "reconciler", "--desired", str(tmp_path / "desired"),
-        "--state", str(tmp_path / "state"), "--config", str(config), *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
