@@ -7,17 +7,22 @@ Decision: user code is only parsed with `ast`, never imported or executed, so ch
 untrusted repository is safe and needs none of its dependencies. The price: a `ModelManager`
 whose methods come from outside model_manager.py cannot be verified, so the contract is that
 the methods are defined in that file (in the class, or in a base class defined there too).
+Every file is read through `repofiles` (only regular files inside the repository, with a size
+cap), and looking for a misplaced file walks at most three levels without entering symlinked
+directories.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
+import os
 from pathlib import Path
 
 from .conda import CONDA_FILES, find_conda_file, read_conda
 from .datamanager import check_data_manager
-from .problems import Problem
+from .problems import Problem, exhausted
+from .repofiles import present
 from .source import parse, top_level
 
 MODEL_MANAGER_FILE = "model_manager.py"
@@ -39,12 +44,14 @@ _DEFINE_HINT = (
 
 def check_structure(repo_dir: Path) -> list[Problem]:
     """Every way the repository breaks the FLOps structure contract; empty when it is fine."""
-    return _check_model_manager(repo_dir) + _check_dependency_files(repo_dir)
+    try:
+        return _check_model_manager(repo_dir) + _check_dependency_files(repo_dir)
+    except (RecursionError, MemoryError) as exc:
+        return [exhausted(exc)]
 
 
 def _check_model_manager(repo_dir: Path) -> list[Problem]:
-    path = repo_dir / MODEL_MANAGER_FILE
-    if not path.is_file():
+    if not present(repo_dir, MODEL_MANAGER_FILE):
         hint = (f"add {MODEL_MANAGER_FILE} at the repository root, defining class "
                 f"{MODEL_MANAGER_CLASS} with the methods {_METHODS_TEXT}")
         elsewhere = _found_elsewhere(repo_dir, MODEL_MANAGER_FILE)
@@ -54,7 +61,7 @@ def _check_model_manager(repo_dir: Path) -> list[Problem]:
             Problem("repo", MODEL_MANAGER_FILE, f"{MODEL_MANAGER_FILE} is missing at the "
                     "repository root", hint)
         ]
-    tree, problem = parse(path, MODEL_MANAGER_FILE)
+    tree, problem = parse(repo_dir, MODEL_MANAGER_FILE)
     if problem is not None or tree is None:
         return [problem] if problem is not None else []
     return _check_class(tree) + check_data_manager(repo_dir, tree)
@@ -129,8 +136,25 @@ def _methods(
     cls: ast.ClassDef, classes: dict[str, ast.ClassDef], seen: set[str]
 ) -> dict[str, ast.AST]:
     """Names defined in the class body (-> their node), plus those of bases defined in the
-    same module; the class's own definitions win over its bases'."""
-    seen.add(cls.name)
+    same module; the class's own definitions win over its bases' (depth first, as before,
+    but with a stack: a chain of 5,000 classes must not exhaust Python's)."""
+    names: dict[str, ast.AST] = {}
+    pending = [cls]
+    while pending:
+        current = pending.pop()
+        if current.name in seen:
+            continue
+        seen.add(current.name)
+        for name, node in _own_names(current).items():
+            names.setdefault(name, node)
+        pending.extend(
+            classes[base.id] for base in reversed(current.bases)
+            if isinstance(base, ast.Name) and base.id in classes and base.id not in seen
+        )
+    return names
+
+
+def _own_names(cls: ast.ClassDef) -> dict[str, ast.AST]:
     names: dict[str, ast.AST] = {}
     for node in cls.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -139,18 +163,14 @@ def _methods(
             names.update((t.id, node) for t in node.targets if isinstance(t, ast.Name))
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             names[node.target.id] = node
-    for base in cls.bases:
-        if isinstance(base, ast.Name) and base.id in classes and base.id not in seen:
-            for name, inherited in _methods(classes[base.id], classes, seen).items():
-                names.setdefault(name, inherited)
     return names
 
 
 def _check_dependency_files(repo_dir: Path) -> list[Problem]:
     """A conda file or a requirements.txt must exist; a conda file must parse."""
-    path = find_conda_file(repo_dir)
-    if path is None:
-        if (repo_dir / REQUIREMENTS_FILE).is_file():
+    name = find_conda_file(repo_dir)
+    if name is None:
+        if present(repo_dir, REQUIREMENTS_FILE):
             return []
         names = "/".join(CONDA_FILES)
         hint = ("add conda.yaml at the repository root with a 'dependencies:' list "
@@ -161,16 +181,25 @@ def _check_dependency_files(repo_dir: Path) -> list[Problem]:
         return [Problem("repo", CONDA_FILES[0],
                         f"conda.yaml is missing at the repository root (looked for {names} "
                         f"and {REQUIREMENTS_FILE})", hint)]
-    _document, problem = read_conda(path)
+    _document, problem = read_conda(repo_dir, name)
     return [problem] if problem is not None else []
 
 
 def _found_elsewhere(repo_dir: Path, *names: str) -> str | None:
-    """A file with one of these names deeper in the tree (shallowest first), for the hint."""
-    for depth in range(1, 4):
-        pattern = "/".join(["*"] * depth)
-        for name in names:
-            for candidate in sorted(repo_dir.glob(f"{pattern}/{name}")):
-                if ".git" not in candidate.relative_to(repo_dir).parts:
-                    return candidate.relative_to(repo_dir).as_posix()
-    return None
+    """A file with one of these names one to three levels deeper (shallowest first, then in
+    the order of `names`, then by path), for the hint. Only names are compared: nothing is
+    read, hidden directories (`.git`, `.venv`) are skipped and symlinked directories are not
+    entered (os.walk's default)."""
+    found: dict[tuple[int, int], list[str]] = {}
+    for root, dirs, files in os.walk(repo_dir):
+        relative = Path(root).relative_to(repo_dir)
+        depth = len(relative.parts)
+        dirs[:] = [d for d in dirs if not d.startswith(".")] if depth < 3 else []
+        if depth == 0:
+            continue
+        for rank, name in enumerate(names):
+            if name in files:
+                found.setdefault((depth, rank), []).append((relative / name).as_posix())
+    if not found:
+        return None
+    return min(found[min(found)])

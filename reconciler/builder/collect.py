@@ -4,25 +4,36 @@ its `pip:` list) and of requirements files, each with the file and line it came 
 Decision: reading is separate from deciding. The collector only records what the files say
 (plus the problems that make an entry unusable, and the inlining of `-r` includes, which
 changes where a line lives); every merge and role rule works on its output (rules.py).
+Files are read through `repofiles` (regular files inside the repository, at most 1 MiB each);
+`-r` includes nest at most 10 deep and 50 files in all, and a file already inlined is not read
+again, so a diamond of includes costs each file once.
 """
 
 from __future__ import annotations
 
+import posixpath
+import reprlib
 from pathlib import Path
 from typing import Any
 
 from .conda import CONDA_ONLY, CondaDocument, conda_to_pip
+from .limits import MAX_DEPENDENCY_FILE_BYTES, MAX_INCLUDE_DEPTH, MAX_INCLUDED_FILES
 from .problems import Problem
 from .protocol import ROLES
 from .repairs import BOTH_ROLES, Repair, added, removed
+from .repofiles import UnsafeFile, present, read_bytes, real_name
 from .requirements import Entry, logical_lines, parse_requirement, pip_name
+
+_SHOWN = reprlib.Repr()  # a YAML value in a message: its start, never the whole structure
+_SHOWN.maxstring = _SHOWN.maxother = 80
+_SHOWN.maxlevel = 2
 
 
 class Collector:
     """Reads every dependency entry with its origin; records problems and inlining repairs."""
 
     def __init__(self, repo_dir: Path) -> None:
-        self.repo_dir = repo_dir.resolve()
+        self.repo_dir = repo_dir
         self.entries: list[Entry] = []
         self.python: list[Entry] = []
         self.conda_only: list[Entry] = []
@@ -53,7 +64,8 @@ class Collector:
             elif isinstance(entry, dict) and set(entry) == {"pip"}:
                 self.pip_section(doc, index, entry["pip"])
             else:
-                self.problem(doc.name, f"dependencies[{index}] is {entry!r}: expected a package "
+                shown = _SHOWN.repr(entry)
+                self.problem(doc.name, f"dependencies[{index}] is {shown}: expected a package "
                              "spec such as 'numpy=1.26' or a 'pip:' list",
                              "write conda packages as strings and pip packages under a single "
                              "'pip:' key", line)
@@ -92,7 +104,8 @@ class Collector:
         for sub, item in enumerate(items):
             line = doc.lines.get((index, sub))
             if not isinstance(item, str) or not item.strip():
-                self.problem(doc.name, f"dependencies[{index}].pip[{sub}] is {item!r}, not a "
+                shown = _SHOWN.repr(item)
+                self.problem(doc.name, f"dependencies[{index}].pip[{sub}] is {shown}, not a "
                              "requirement string", "each pip entry must be a string such as "
                              "'numpy==1.26.4'", line)
                 continue
@@ -114,15 +127,31 @@ class Collector:
                                       parse_requirement(line)))
 
     def include(self, target: str, at: Entry, chain: tuple[str, ...]) -> None:
-        base = (self.repo_dir / at.file).parent
-        path = (base / target).resolve()
-        if self.repo_dir not in path.parents or not path.is_file():
+        relative = posixpath.normpath(posixpath.join(posixpath.dirname(at.file), target))
+        outside = posixpath.isabs(relative) or relative == ".." or relative.startswith("../")
+        if not target or outside or not present(self.repo_dir, relative):
             self.problem(at.file, f"{at.origin} includes {target!r} (-r), which is not a file "
                          "in the repository", f"commit {target} or list its requirements in "
                          f"{at.file}", at.line)
             return
-        name = path.relative_to(self.repo_dir).as_posix()
+        try:
+            name = real_name(self.repo_dir, relative)
+        except UnsafeFile as exc:
+            self.problems.append(Problem("repo", at.file, f"{at.origin} includes {target!r} "
+                                         f"(-r): {exc.message}", exc.hint, at.line))
+            return
         if name in chain:
+            return
+        if name in self.included:
+            self.repairs.append(Repair(
+                ROLES, f"{BOTH_ROLES}: {name} is included (-r) more than once; its "
+                "requirements are inlined once", (removed(at.written, at.origin),),
+            ))
+            return
+        if len(chain) > MAX_INCLUDE_DEPTH or len(self.included) >= MAX_INCLUDED_FILES:
+            self.problem(at.file, f"{at.origin} includes {target!r} (-r) beyond the builder's "
+                         f"limits ({MAX_INCLUDE_DEPTH} levels of -r, {MAX_INCLUDED_FILES} "
+                         "included files)", "list the requirements in fewer files", at.line)
             return
         self.included.add(name)
         start = len(self.entries)
@@ -135,7 +164,11 @@ class Collector:
 
     def read_requirements(self, name: str, chain: tuple[str, ...]) -> None:
         try:
-            text = (self.repo_dir / name).read_text(encoding="utf-8")
+            raw = read_bytes(self.repo_dir, name, MAX_DEPENDENCY_FILE_BYTES, "dependency files")
+            text = raw.decode("utf-8")
+        except UnsafeFile as exc:
+            self.problems.append(exc.problem())
+            return
         except UnicodeDecodeError as exc:
             self.problem(name, f"{name} is not UTF-8 text ({exc.reason})", f"save {name} as UTF-8")
             return

@@ -3,7 +3,11 @@ spec becomes a pip requirement.
 
 Decision: the file is composed into YAML nodes (PyYAML's pure-Python SafeLoader) and then
 constructed, so every entry of `dependencies:` and of its `pip:` list keeps the line it was
-written on, and every message about it can name that line.
+written on, and every message about it can name that line. The file is untrusted: it is read
+through `repofiles` (a regular file inside the repository, at most 1 MiB), and the composer
+refuses YAML aliases (`*name`, also what merge keys `<<: *name` need) instead of expanding
+them, more than `MAX_YAML_DEPTH` nested collections and more than `MAX_YAML_NODES` values, so
+neither an alias bomb nor 500 nested `[` can cost more than the bytes of the file.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from typing import Any
 
 import yaml
 
+from .limits import MAX_DEPENDENCY_FILE_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES
 from .problems import Problem
+from .repofiles import UnsafeFile, present, read_bytes
 from .requirements import canonical_name
 
 CONDA_FILES = ("conda.yaml", "conda.yml", "environment.yml", "environment.yaml")
@@ -31,7 +37,9 @@ _CONDA_SPEC = re.compile(
     r"^(?:(?P<channel>[^\s:]+)::)?(?P<name>[A-Za-z0-9_][A-Za-z0-9._-]*)\s*(?P<rest>.*)$"
 )
 _VERSION = re.compile(r"^[0-9A-Za-z.*+!_-]+$")
-_OPERATOR_SPEC = re.compile(r"^(?:(?:==|!=|>=|<=|~=|>|<)\s*[0-9A-Za-z.*+!_-]+\s*,?\s*)+$")
+# `\s*(?:,\s*)?`, not `\s*,?\s*`: the same strings, but one way to match each run of spaces
+# (the other form backtracks exponentially on `==1  ==1  ... x`).
+_OPERATOR_SPEC = re.compile(r"^(?:(?:==|!=|>=|<=|~=|>|<)\s*[0-9A-Za-z.*+!_-]+\s*(?:,\s*)?)+$")
 _CHANNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
 
 
@@ -60,42 +68,102 @@ def safe_channel(channel: str) -> bool:
     return bool(_CHANNEL.match(channel))
 
 
-def find_conda_file(repo_dir: Path) -> Path | None:
-    """The repository's conda environment file, in order of preference."""
+def find_conda_file(repo_dir: Path) -> str | None:
+    """The name of the repository's conda environment file, in order of preference (a link
+    counts wherever it points: reading it says what is wrong with it)."""
     for name in CONDA_FILES:
-        candidate = repo_dir / name
-        if candidate.is_file():
-            return candidate
+        if present(repo_dir, name):
+            return name
     return None
 
 
-def read_conda(path: Path) -> tuple[CondaDocument | None, Problem | None]:
-    """The parsed file, or a `dependencies` problem pointing at the syntax error."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        loader = yaml.SafeLoader(text)
+class _Refused(Exception):
+    """YAML the builder does not compose, with the line where it starts."""
+
+    def __init__(self, line: int, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+        self.hint = hint
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases and bounds nesting and size while composing, before
+    any node is built (the parser and scanner are not recursive; the composer is)."""
+
+    def __init__(self, stream: str, name: str) -> None:
+        super().__init__(stream)
+        self.name = name
+        self.depth = 0
+        self.nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(line, f"{self.name} uses YAML aliases (line {line})",
+                           "write the list out: the builder does not expand YAML aliases "
+                           "(*name) or merge keys (<<: *name)")
+        self.nodes += 1
+        if self.nodes > MAX_YAML_NODES:
+            raise _Refused(line, f"{self.name} holds more than {MAX_YAML_NODES} YAML values "
+                           f"(line {line})", f"list fewer entries in {self.name}")
+        if self.depth >= MAX_YAML_DEPTH:
+            raise _Refused(line, f"{self.name} nests collections more than {MAX_YAML_DEPTH} "
+                           f"levels deep (line {line})",
+                           "a conda file needs four levels (the file, dependencies, a pip "
+                           "entry, its list): write it flat")
+        self.depth += 1
         try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
+            return super().compose_node(parent, index)
         finally:
-            loader.dispose()
+            self.depth -= 1
+
+
+def read_conda(repo_dir: Path, name: str) -> tuple[CondaDocument | None, Problem | None]:
+    """The parsed file, or a problem: `repo` when the file cannot be read safely, else
+    `dependencies` pointing at what is wrong inside it."""
+    try:
+        raw = read_bytes(repo_dir, name, MAX_DEPENDENCY_FILE_BYTES, "dependency files")
+        text = raw.decode("utf-8")
+    except UnsafeFile as exc:
+        return None, exc.problem()
     except UnicodeDecodeError as exc:
         return None, Problem(
-            "dependencies", path.name, f"{path.name} is not UTF-8 text ({exc.reason})",
-            f"save {path.name} as UTF-8",
+            "dependencies", name, f"{name} is not UTF-8 text ({exc.reason})",
+            f"save {name} as UTF-8",
         )
+    return parse_conda(name, text)
+
+
+def parse_conda(name: str, text: str) -> tuple[CondaDocument | None, Problem | None]:
+    """The document of a conda file's text, or a `dependencies` problem with its line."""
+    loader = _BoundedLoader(text, name)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except _Refused as exc:
+        return None, Problem("dependencies", name, exc.message, exc.hint, exc.line)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         return None, Problem(
-            "dependencies", path.name, f"{path.name} is not valid YAML: {reason}",
-            f"fix the YAML syntax of {path.name}"
+            "dependencies", name, f"{name} is not valid YAML: {reason}",
+            f"fix the YAML syntax of {name}"
             + (f" near line {line}" if line is not None else "")
             + " (check indentation and that list items start with '- ')",
             line,
         )
-    return CondaDocument(path.name, data, _dependency_lines(node)), None
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        # A value the constructor cannot build (a 5,000-digit integer, the 31st of February).
+        return None, Problem(
+            "dependencies", name, f"{name} cannot be read: {type(exc).__name__}: {exc}",
+            f"write {name} as a plain list of package specs",
+        )
+    finally:
+        loader.dispose()
+    return CondaDocument(name, data, _dependency_lines(node)), None
 
 
 def _mapping_value(node: yaml.Node, key: str) -> yaml.Node | None:

@@ -4,7 +4,9 @@ data_manager.py must be defined there.
 Decision: the check follows the imports, not a fixed rule. Only when model_manager.py imports
 data_manager (`from data_manager import DataManager`, or `import data_manager` and then
 `data_manager.DataManager`) must data_manager.py exist and bind every name taken from it;
-a repository that loads its data another way is not forced to have a DataManager.
+a repository that loads its data another way is not forced to have a DataManager. At most
+`MAX_SHOWN_NAMES` missing names are reported one by one (with a rename suggestion each), then
+one problem counts the rest: suggestions cost a comparison with every name the file defines.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import ast
 import difflib
 from pathlib import Path
 
+from .limits import MAX_SHOWN_NAMES
 from .problems import Problem
+from .repofiles import present
 from .source import bound_names, parse, top_level
 
 MODULE = "data_manager"
@@ -48,11 +52,11 @@ def check_data_manager(repo_dir: Path, model_tree: ast.Module) -> list[Problem]:
     first, names = _taken(model_tree)
     if first is None:
         return []
-    path = repo_dir / DATA_MANAGER_FILE
     shown = DATA_MANAGER_FILE
-    if not path.is_file() and (repo_dir / MODULE / "__init__.py").is_file():
-        path, shown = repo_dir / MODULE / "__init__.py", f"{MODULE}/__init__.py"
-    if not path.is_file():
+    package = f"{MODULE}/__init__.py"
+    if not present(repo_dir, shown) and present(repo_dir, package):
+        shown = package
+    if not present(repo_dir, shown):
         wanted = ", ".join(dict.fromkeys(name for name, _line in names)) or "the module"
         return [Problem(
             "repo", MODEL_MANAGER_FILE,
@@ -61,7 +65,7 @@ def check_data_manager(repo_dir: Path, model_tree: ast.Module) -> list[Problem]:
             f"add {DATA_MANAGER_FILE} at the repository root defining {wanted} (or remove the "
             "import)", first,
         )]
-    tree, problem = parse(path, shown)
+    tree, problem = parse(repo_dir, shown)
     if problem is not None or tree is None:
         return [problem] if problem is not None else []
     statements = top_level(tree)
@@ -71,9 +75,17 @@ def check_data_manager(repo_dir: Path, model_tree: ast.Module) -> list[Problem]:
     classes = {n.name: n.lineno for n in statements if isinstance(n, ast.ClassDef)}
     problems: list[Problem] = []
     reported: set[str] = set()
-    for name, line in names:
-        if name in defined or name in reported:
+    missing = [(name, line) for name, line in names if name not in defined]
+    for name, line in missing:
+        if name in reported:
             continue
+        if len(reported) == MAX_SHOWN_NAMES:
+            rest = len({n for n, _line in missing} - reported)
+            problems.append(Problem(
+                "repo", shown, f"{shown} does not define {rest} more names imported by "
+                f"{MODEL_MANAGER_FILE}", f"define them in {shown} or remove the imports",
+            ))
+            break
         reported.add(name)
         hint = f"define {name} in {shown}" + (" (class DataManager with the methods your "
                                                "ModelManager calls)" if name == "DataManager"

@@ -11,6 +11,8 @@ is an error naming both lines. Entries with different environment markers are in
 Decision: the plan is the single source of every dependency decision; the builder's
 dependencies stage and `check-repo` both take it as it is (requirements, repairs with diffs,
 notes to log, base image, problems). Pure apart from reading the repository's files.
+The notes log at most `MAX_REPAIRS` repairs one by one (each diff clipped to `MAX_LINES`) and
+then one line counting the rest: the plan itself keeps every repair.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from pathlib import Path
 from .baseimage import ImageOptions, choose_base
 from .collect import Collector
 from .conda import CONDA_FILES, conda_to_pip, find_conda_file, read_conda
-from .problems import Note, Problem
+from .limits import MAX_REPAIRS, clip_lines
+from .problems import Note, Problem, exhausted
 from .protocol import ROLES
 from .repairs import Repair, label_value
+from .repofiles import present
 from .requirements import is_option
 from .rules import display_pin, merge, python_pin, roles, torchvision
 
@@ -71,28 +75,39 @@ def _missing() -> Problem:
 
 def plan_dependencies(repo_dir: Path, options: ImageOptions | None = None) -> DependencyPlan:
     """The dependency plan of a checked-out repository; problems when it cannot be built."""
-    options = options or ImageOptions()
+    try:
+        return _plan(repo_dir, options or ImageOptions())
+    except (RecursionError, MemoryError) as exc:
+        return _failed(None, exhausted(exc))
+
+
+def _failed(conda_file: str | None, problem: Problem) -> DependencyPlan:
     empty: dict[str, list[str]] = {role: [] for role in ROLES}
-    conda_path = find_conda_file(repo_dir)
-    has_requirements = (repo_dir / REQUIREMENTS_FILE).is_file()
+    return DependencyPlan(conda_file, None, empty, [], {r: [] for r in ROLES}, [], [problem])
+
+
+def _plan(repo_dir: Path, options: ImageOptions) -> DependencyPlan:
+    empty: dict[str, list[str]] = {role: [] for role in ROLES}
+    conda_name = find_conda_file(repo_dir)
+    has_requirements = present(repo_dir, REQUIREMENTS_FILE)
     collector = Collector(repo_dir)
     sources: list[str] = []
     channels: list[str] = []
     warnings: list[str] = []
-    if conda_path is None and not has_requirements:
-        return DependencyPlan(None, None, empty, [], {r: [] for r in ROLES}, [], [_missing()])
-    if conda_path is not None:
-        doc, problem = read_conda(conda_path)
+    if conda_name is None and not has_requirements:
+        return _failed(None, _missing())
+    if conda_name is not None:
+        doc, problem = read_conda(repo_dir, conda_name)
         if problem is not None or doc is None:
             problems = [problem] if problem is not None else []
-            return DependencyPlan(conda_path.name, None, empty, [], {r: [] for r in ROLES}, [],
+            return DependencyPlan(conda_name, None, empty, [], {r: [] for r in ROLES}, [],
                                   problems)
         sources.append(doc.name)
         channels = doc.channels()
         collector.conda(doc)
         warnings += [
             f"{name} is ignored: {doc.name} is read (the first of {', '.join(CONDA_FILES)})"
-            for name in CONDA_FILES if name != doc.name and (repo_dir / name).is_file()
+            for name in CONDA_FILES if name != doc.name and present(repo_dir, name)
         ]
     if has_requirements and REQUIREMENTS_FILE not in collector.included:
         sources.append(REQUIREMENTS_FILE)
@@ -100,7 +115,8 @@ def plan_dependencies(repo_dir: Path, options: ImageOptions | None = None) -> De
     merged, merge_repairs, problems = merge(collector.entries)
     python, python_problems = python_pin(collector.python)
     repairs = collector.repairs + merge_repairs
-    added_torchvision = torchvision(repo_dir, merged)
+    added_torchvision, scan_warnings = torchvision(repo_dir, merged)
+    warnings += scan_warnings
     if added_torchvision is not None:
         merged.append(added_torchvision[0])
         repairs.append(added_torchvision[1])
@@ -112,7 +128,7 @@ def plan_dependencies(repo_dir: Path, options: ImageOptions | None = None) -> De
     problems = collector.problems + problems + python_problems + base.problems
     notes = _notes(sources, repairs, warnings, base.notes, requirements)
     return DependencyPlan(
-        conda_file=conda_path.name if conda_path is not None else None,
+        conda_file=conda_name,
         python_pin=display_pin(python),
         requirements=empty if problems else requirements,
         repairs=[r.summary for r in repairs],
@@ -142,8 +158,18 @@ def _notes(
     )
     return [
         Note("INFO", f"dependencies from {' and '.join(sources)}{how}"),
-        *(Note("WARN", r.summary, r.diff) for r in repairs),
-        *(Note("WARN", w) for w in warnings),
+        *_capped([Note("WARN", r.summary, tuple(clip_lines(r.diff))) for r in repairs],
+                 "repairs"),
+        *_capped([Note("WARN", w) for w in warnings], "warnings"),
         *base_notes,
         Note("INFO", f"pip requirements per role: {counts}"),
     ]
+
+
+def _capped(notes: list[Note], what: str) -> list[Note]:
+    """At most MAX_REPAIRS notes; the last one counts those not logged one by one."""
+    if len(notes) <= MAX_REPAIRS:
+        return notes
+    keep = MAX_REPAIRS - 1
+    return [*notes[:keep], Note("WARN", f"... and {len(notes) - keep} more {what}, not logged "
+                                "one by one")]

@@ -3,7 +3,8 @@ stage logs on the way, or a `StageFailure` that ends the build.
 
 Decision: a problem carries its error category (see `protocol.CATEGORIES`) and a hint, and a
 note carries its log level and detail lines, so the same values serve the builder's events and
-the reconciler's local `check-repo` command.
+the reconciler's local `check-repo` command. A check that runs out of stack or memory on the
+repository's content is the repository's problem (`exhausted`), never a builder crash.
 """
 
 from __future__ import annotations
@@ -62,3 +63,16 @@ def failure_from_problems(problems: list[Problem]) -> StageFailure:
     hints = list(dict.fromkeys(p.hint for p in problems))
     details = [p.describe() + "  -> " + p.hint for p in problems]
     return StageFailure(first.category, message, "; ".join(hints), details)
+
+
+REPOSITORY = "the repository"  # the `file` of a problem about the tree as a whole
+
+
+def exhausted(exc: RecursionError | MemoryError) -> Problem:
+    """The last line of defence when a check runs out of stack or memory on the repository's
+    content (the parsers catch what they know first): a `repo` problem, counted as an attempt."""
+    reason = "nests too deeply" if isinstance(exc, RecursionError) else "is too large"
+    return Problem(
+        "repo", REPOSITORY, f"{REPOSITORY} {reason} to be checked ({type(exc).__name__})",
+        "split very long expressions and deeply nested code or data into smaller pieces",
+    )

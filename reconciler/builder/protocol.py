@@ -62,6 +62,16 @@ Events (stdout, one per line)::
     {"type": "result", "ok": false, "error": {"category": C, "stage": S, "message": str,
      "hint": str, "details": [str]}, "timings": {...}}
 
+Bounds (limits.py holds every cap): ``emit`` clips each event before writing it. A message or
+hint keeps at most 2,000 characters, a detail line, repair summary or diff line 500; ``details``
+and each repair's ``diff`` keep at most 20 lines, ``repairs`` and ``repair_diffs`` at most 50
+entries; a clipped value ends with ``... (truncated, N more characters|lines|repairs)`` (in
+``repair_diffs`` a last ``{"roles": [], "summary": "... (truncated, N more repairs)", "diff":
+[]}``). If the line is still longer than 64 KiB (``MAX_EVENT_BYTES``), the caps are tightened
+until it fits; images, digests and timings are never clipped. Log events stop after 256 KiB
+(``MAX_LOG_BYTES``) and one WARN log event counts the ones not sent, so one build writes at
+most about 400 KiB: the log events, that WARN, at most 14 stage events and one result.
+
 Each dependency repair is a WARN log event of stage ``dependencies`` whose message is the
 summary and whose details are the diff lines (``- <as written>  # <file:line>``,
 ``+ <installed instead>``, ``  <kept>  # <file:line> (kept)``); ``repairs`` holds the
@@ -78,6 +88,8 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
+from .limits import bounded_event
+
 # The request is a file: /run/secrets/<REQUEST_SECRET> (a compose bind mount or a swarm secret);
 # REQUEST_FILE_ENV may name another path (tests, a builder run by hand).
 REQUEST_SECRET = "flops-build-request"
@@ -93,9 +105,12 @@ def encode(event: dict[str, Any]) -> str:
     return json.dumps(event, ensure_ascii=True, separators=(",", ":"))
 
 
-def emit(event: dict[str, Any], stream: TextIO) -> None:
-    stream.write(encode(event) + "\n")
+def emit(event: dict[str, Any], stream: TextIO) -> int:
+    """Write the event, clipped to the bounds above, as one line; the line's length."""
+    line = encode(bounded_event(event))
+    stream.write(line + "\n")
     stream.flush()
+    return len(line) + 1
 
 
 def decode(line: str) -> dict[str, Any] | None:

@@ -5,6 +5,9 @@ whose details are the diff lines), the result event, `check-repo`, and the `flop
 image label, which holds the repairs of that image's role as a JSON array of
 `{"roles": [...], "summary": str, "diff": [str]}` objects.
 
+The label is bounded like an event (limits.py): at most 50 repairs, 20 diff lines each, and
+32 KiB in all; a clipped label says so in its last repair's summary.
+
 Diff lines are unified-diff-like: `- ` a line as the repository wrote it, `+ ` what the
 image installs instead, `  ` a line that stays (context); each names its origin after `  # `.
 """
@@ -16,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .limits import MAX_LABEL_BYTES, clip_repairs, fit
 from .protocol import ROLES
 
 REPAIRS_LABEL = "flops.repairs"
@@ -47,8 +51,11 @@ def kept(text: str, origin: str) -> str:
 
 
 def label_value(repairs: Iterable[Repair], role: str) -> str:
-    """The `flops.repairs` label of a role's image: that role's repairs as compact JSON."""
-    return json.dumps(
-        [r.as_json() for r in repairs if role in r.roles], separators=(",", ":"),
-        ensure_ascii=False,
+    """The `flops.repairs` label of a role's image: that role's repairs as compact JSON,
+    at most MAX_LABEL_BYTES of UTF-8."""
+    mine = [r.as_json() for r in repairs if role in r.roles]
+    return fit(
+        lambda budget: json.dumps(clip_repairs(mine, budget), separators=(",", ":"),
+                                  ensure_ascii=False),
+        lambda text: len(text.encode("utf-8")), MAX_LABEL_BYTES,
     )

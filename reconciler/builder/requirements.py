@@ -4,7 +4,9 @@ requirements files read with line numbers.
 Decision: no `packaging` (the builder is standard library plus PyYAML): a requirement is split
 by one regular expression into name, extras, specifiers, URL and marker, normalized just enough
 to tell "the same requirement written twice" from "a different requirement". Anything the
-expression does not understand is compared by its whitespace-free text.
+expression does not understand is compared by its whitespace-free text. Every expression here
+runs in time linear in the line (no nested or adjacent quantifiers over the same characters):
+the lines come from an untrusted repository.
 """
 
 from __future__ import annotations
@@ -13,15 +15,14 @@ import re
 from dataclasses import dataclass
 
 _NAME = re.compile(r"^\s*(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
-_REQUIREMENT = re.compile(
+# The part before any `;` marker: name, optional extras; the rest is the specifier or URL.
+_HEAD = re.compile(
     r"^(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*"
-    r"(?:\[(?P<extras>[^\]]*)\])?\s*"
-    r"(?P<rest>[^;]*?)\s*"
-    r"(?:;\s*(?P<marker>.*))?$"
+    r"(?:\[(?P<extras>[^\]]*)\])?"
 )
 _CLAUSE = re.compile(r"^(?P<op>===|==|!=|~=|>=|<=|>|<)\s*(?P<version>\S+)$")
-_COMMENT = re.compile(r"(^|\s+)#.*$")
-_PER_REQUIREMENT_OPTION = re.compile(r"\s+--\S.*$")
+_COMMENT_START = re.compile(r"(?:^|\s)#")  # pip: `#` at the start or after whitespace
+_OPTION_START = re.compile(r"\s--\S")  # `--hash=...` after a requirement
 
 
 def canonical_name(name: str) -> str:
@@ -100,14 +101,15 @@ def parse_requirement(line: str) -> Requirement | None:
     name = pip_name(line)
     if name is None:
         return None
-    text = _PER_REQUIREMENT_OPTION.sub("", line.strip())  # `--hash=...` after a requirement
-    match = _REQUIREMENT.match(text)
+    text = _without_options(line.strip())
+    head, _semicolon, marker_text = text.partition(";")
+    match = _HEAD.match(head)
     if match is None:
         return Requirement(name, frozenset(), (), "", "", re.sub(r"\s+", "", text))
     extras = frozenset(
         canonical_name(e.strip()) for e in (match["extras"] or "").split(",") if e.strip()
     )
-    rest = match["rest"].strip()
+    rest = head[match.end():].strip()
     url = ""
     clauses: list[tuple[str, str]] = []
     if rest.startswith("@"):
@@ -118,27 +120,40 @@ def parse_requirement(line: str) -> Requirement | None:
             if clause is None:
                 return Requirement(name, extras, (("?", re.sub(r"\s+", "", rest)),), "", "", text)
             clauses.append((clause["op"], clause["version"]))
-    marker = re.sub(r"\s+", " ", (match["marker"] or "").strip()).replace("'", '"')
+    marker = re.sub(r"\s+", " ", marker_text.strip()).replace("'", '"')
     return Requirement(name, extras, tuple(clauses), url, marker, text)
+
+
+def _without_options(text: str) -> str:
+    """The requirement without per-requirement options (`pkg==1 --hash=sha256:...`)."""
+    match = _OPTION_START.search(text)
+    return text if match is None else text[: match.start()].rstrip()
+
+
+def _without_comment(raw: str) -> str:
+    """The line without its comment (and the whitespace before it), as pip strips it."""
+    match = _COMMENT_START.search(raw)
+    return raw if match is None else raw[: match.start()].rstrip()
 
 
 def logical_lines(text: str) -> list[tuple[int, str]]:
     """(first line number, line) of a requirements file: comments dropped, `\\` continuations
     joined, blank lines skipped; as pip reads the file."""
     found: list[tuple[int, str]] = []
-    pending = ""
+    pending: list[str] = []
     start = 0
     for number, raw in enumerate(text.splitlines(), start=1):
-        line = _COMMENT.sub("", raw)
+        line = _without_comment(raw)
         if not pending:
             start = number
         if line.endswith("\\"):
-            pending += line[:-1]
+            pending.append(line[:-1])
             continue
-        line = (pending + line).strip()
-        pending = ""
-        if line:
-            found.append((start, line))
-    if pending.strip():
-        found.append((start, pending.strip()))
+        joined = ("".join(pending) + line).strip()
+        pending = []
+        if joined:
+            found.append((start, joined))
+    rest = "".join(pending).strip()
+    if rest:
+        found.append((start, rest))
     return found

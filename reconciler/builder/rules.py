@@ -22,36 +22,43 @@ LEARNER_DROPS = frozenset({"mlflow", "mlflow-skinny"})
 
 
 def merge(entries: list[Entry]) -> tuple[list[Entry], list[Repair], list[Problem]]:
-    """One entry per package and environment; merges recorded, disagreements reported."""
+    """One entry per package and environment; merges recorded, disagreements reported.
+
+    Linear: the one merged entry of each (name, marker) is found by its key, not by a search.
+    """
     merged: list[Entry] = []
+    position: dict[tuple[str, str], int] = {}
     repairs: list[Repair] = []
     problems: list[Problem] = []
     for entry in entries:
         new = entry.requirement
-        for index, other in enumerate(merged):
-            old = other.requirement
-            if new is None or old is None or (old.name, old.marker) != (new.name, new.marker):
-                continue
-            if new.same_as(old) or new.bare or old.bare:
-                keep, drop = (entry, other) if old.bare and not new.bare else (other, entry)
-                merged[index] = keep
-                repairs.append(Repair(
-                    ROLES, f"{BOTH_ROLES}: merged {new.name}, listed twice ({other.origin} and "
-                    f"{entry.origin}); installs {keep.text}",
-                    (removed(drop.written, drop.origin), kept(keep.written, keep.origin)),
-                ))
-            else:
-                problems.append(Problem(
-                    "dependencies", entry.file,
-                    f"{new.name} is listed twice with different requirements: {other.origin} "
-                    f"says {other.written!r} and {entry.origin} says {entry.written!r}",
-                    f"keep one entry for {new.name} with the version you tested and delete the "
-                    f"other (to combine ranges write them in one line, e.g. {new.name}>=1.0,<2)",
-                    entry.line,
-                ))
-            break
-        else:
+        key = (new.name, new.marker) if new is not None else None
+        index = position.get(key) if key is not None else None
+        if new is None or key is None or index is None:
+            if key is not None:
+                position[key] = len(merged)
             merged.append(entry)
+            continue
+        other = merged[index]
+        old = other.requirement
+        assert old is not None  # only entries with a requirement have a position
+        if new.same_as(old) or new.bare or old.bare:
+            keep, drop = (entry, other) if old.bare and not new.bare else (other, entry)
+            merged[index] = keep
+            repairs.append(Repair(
+                ROLES, f"{BOTH_ROLES}: merged {new.name}, listed twice ({other.origin} and "
+                f"{entry.origin}); installs {keep.text}",
+                (removed(drop.written, drop.origin), kept(keep.written, keep.origin)),
+            ))
+        else:
+            problems.append(Problem(
+                "dependencies", entry.file,
+                f"{new.name} is listed twice with different requirements: {other.origin} "
+                f"says {other.written!r} and {entry.origin} says {entry.written!r}",
+                f"keep one entry for {new.name} with the version you tested and delete the "
+                f"other (to combine ranges write them in one line, e.g. {new.name}>=1.0,<2)",
+                entry.line,
+            ))
     return merged, repairs, problems
 
 
@@ -81,15 +88,20 @@ def display_pin(python: Entry | None) -> str | None:
     return spec
 
 
-def torchvision(repo_dir: Path, merged: list[Entry]) -> tuple[Entry, Repair] | None:
-    """torchvision to add when the code imports it and torch comes without it."""
+def torchvision(
+    repo_dir: Path, merged: list[Entry]
+) -> tuple[tuple[Entry, Repair] | None, list[str]]:
+    """torchvision to add when the code imports it and torch comes without it, and a warning
+    when the import scan could not read every Python file."""
     names = {e.requirement.name: e for e in merged if e.requirement is not None}
     torch = names.get("torch")
     if torch is None or "torchvision" in names:
-        return None
-    where = find_import(repo_dir, "torchvision")
-    if where is None:
-        return None
+        return None, []
+    scan = find_import(repo_dir, "torchvision")
+    if scan.where is None:
+        return None, [f"{scan.limited}; torchvision was not added: if your code imports it, list "
+                      "it next to torch"] if scan.limited else []
+    where = scan.where
     series = single_series(torch.requirement.clauses) if torch.requirement else None
     match = TORCHVISION_FOR_TORCH.get(series) if series is not None else None
     if match is not None and series is not None:
@@ -108,7 +120,7 @@ def torchvision(repo_dir: Path, merged: list[Entry]) -> tuple[Entry, Repair] | N
         f"({torch.origin}) comes without it; {why})",
         (added(text, f"imported at {where}; {why}"),),
     )
-    return entry, repair
+    return (entry, repair), []
 
 
 def roles(merged: list[Entry]) -> tuple[dict[str, list[str]], list[Repair], list[str]]:

@@ -2,7 +2,10 @@
 
 Decision: the runner is the only writer to stdout and every path ends in exactly one result
 event: stage code raises `StageFailure` or a tool module's own error, and the mapping from
-those errors to a category and a hint for the user lives here, in one place.
+those errors to a category and a hint for the user lives here, in one place. What it writes is
+bounded whatever the repository holds: every event is clipped by `protocol.emit`, and log
+events stop after `MAX_LOG_BYTES` (one last WARN counts the ones not sent), so one build's
+output stays under the bound documented in protocol.py.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from .context import dockerfile_path, write_flops_dir, write_tar
 from .deps import DependencyPlan, plan_dependencies
 from .dockerfile import IMAGE_REFERENCE, base_image, with_base_image, with_conda_hook
 from .engine import Engine, EngineError, EngineUnreachable, split_reference
+from .limits import MAX_LOG_BYTES, size_text
 from .problems import StageFailure, failure_from_problems
 from .repairs import REPAIRS_LABEL
 from .versions import parse_series
@@ -138,6 +142,8 @@ class Reporter:
         self.clock = clock
         self.timings: dict[str, float] = {}
         self.current = "clone"
+        self.log_bytes = 0  # log events sent so far, against MAX_LOG_BYTES
+        self.unsent = 0  # log events not sent once the budget was spent
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -159,11 +165,25 @@ class Reporter:
         }
         if details:
             event["details"] = details
-        protocol.emit(event, self.out)
+        if self.log_bytes >= MAX_LOG_BYTES:
+            self.unsent += 1
+            return
+        self.log_bytes += protocol.emit(event, self.out)
+
+    def _count_unsent(self) -> None:
+        """Before the result: one WARN saying how many log events were not sent."""
+        if self.unsent:
+            protocol.emit({
+                "type": "log", "level": "WARN", "stage": self.current,
+                "message": f"{self.unsent} more log events were not sent: a build sends at "
+                f"most {size_text(MAX_LOG_BYTES)} of log events",
+            }, self.out)
+            self.unsent = 0
 
     def succeeded(
         self, images: dict[str, str], digests: dict[str, str], plan: DependencyPlan
     ) -> int:
+        self._count_unsent()
         protocol.emit(
             {"type": "result", "ok": True, "images": images, "digests": digests,
              "timings": self.timings, "repairs": plan.repairs,
@@ -174,6 +194,7 @@ class Reporter:
         return 0
 
     def failed(self, failure: StageFailure) -> int:
+        self._count_unsent()
         error = {"category": failure.category, "stage": self.current,
                  "message": failure.message, "hint": failure.hint, "details": failure.details}
         protocol.emit(
@@ -261,8 +282,11 @@ def _build(
     request: Request, repo_dir: Path, plan: DependencyPlan, dockerfiles: dict[str, str],
     reporter: Reporter, engine: Engine,
 ) -> dict[str, str]:
-    write_flops_dir(repo_dir, dockerfiles, plan.requirements, plan.conda_packages,
-                    plan.conda_channels, request.ca_bundle)
+    replaced = write_flops_dir(repo_dir, dockerfiles, plan.requirements, plan.conda_packages,
+                               plan.conda_channels, request.ca_bundle)
+    if replaced is not None:
+        reporter.log("WARN", f"the repository's .flops ({replaced}) was removed: the builder "
+                     "writes its generated files there")
     ids: dict[str, str] = {}
     with tempfile.TemporaryFile() as tar:
         write_tar(repo_dir, tar)
