@@ -40,7 +40,7 @@ from support import (
     flops_ml_repo_files as _flops_ml_repo_files,
 )
 
-from integration.harness import BuilderEvents, PackageIndex
+from integration.harness import BuilderEvents, BuildGate, PackageIndex
 from integration.swarm_bed import SecondEngine, main_engine_trusts_testbed
 
 BASE_IMAGE = "flops-base:bookworm"
@@ -277,6 +277,16 @@ def builds(tmp_path: Path) -> Iterator[BuilderEvents]:
     its last events, so a query at the end of a busy test could miss early ones)."""
     with BuilderEvents.recording(tmp_path / "docker-events.jsonl") as events:
         yield events
+
+
+@pytest.fixture
+def build_gate() -> Iterator[BuildGate]:
+    """A gate that holds builders at a step until the test releases it (held_templates)."""
+    gate = BuildGate()
+    try:
+        yield gate
+    finally:
+        gate.close()
 
 
 @pytest.fixture

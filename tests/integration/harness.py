@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import http.server
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -260,17 +262,56 @@ def image_labels_in_registry(registry_url: str, ref: str) -> dict[str, str]:
     return labels
 
 
-def slow_templates(directory: Path, token: str, seconds: int = 6) -> Path:
-    """A --templates directory with a copy of the shipped Dockerfile.actor.j2 that sleeps
-    ``seconds`` right after FROM. ``token`` makes the step unique, so Docker's build cache
-    never skips the sleep of a fresh build."""
+class BuildGate:
+    """An HTTP endpoint on loopback that a build step waits on (see :func:`held_templates`):
+    it answers 503 until the test calls :meth:`release`, then 200. So a test holds a builder
+    at a known step for exactly as long as it needs, on a loaded machine as on an idle one.
+    ``reached`` is set when a build step first asked."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.reached = threading.Event()
+        gate = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                gate.reached.set()
+                self.send_response(200 if gate.released.is_set() else 503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/gate"
+
+    def release(self) -> None:
+        self.released.set()
+
+    def close(self) -> None:
+        self.released.set()  # a builder still waiting goes on and ends
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def held_templates(directory: Path, gate: BuildGate, token: str) -> Path:
+    """A --templates directory with a copy of the shipped Dockerfile.actor.j2 whose first step
+    after FROM waits until ``gate`` is released (the build's RUN steps share the host's
+    network). ``token`` makes the step unique, so Docker's build cache never skips it."""
     from reconciler.edges.settings import template_dirs
 
     source = next(d / "Dockerfile.actor.j2" for d in template_dirs(None)
                   if (d / "Dockerfile.actor.j2").exists())
     lines = source.read_text().splitlines(keepends=True)
     at = next(i for i, line in enumerate(lines) if line.startswith("FROM "))
-    lines.insert(at + 1, f"RUN sleep {seconds}  # {token}\n")
+    probe = f"import urllib.request as u; u.urlopen('{gate.url}/{token}', timeout=5)"
+    lines.insert(at + 1, f'RUN until python3 -c "{probe}" 2>/dev/null; do sleep 0.1; done\n')
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "Dockerfile.actor.j2").write_text("".join(lines))
     return directory

@@ -23,14 +23,15 @@ from support import GitDaemon, RegistryServer, free_port, wait_until
 
 from integration.harness import (
     BuilderEvents,
+    BuildGate,
     Workspace,
     builder_containers,
     builder_leftovers,
     docker,
+    held_templates,
     image_labels_in_registry,
     manifest_exists,
     sla_text,
-    slow_templates,
     start_registry_on,
 )
 
@@ -155,13 +156,13 @@ def test_a_commit_pushed_to_the_tracked_branch_is_built_after_a_resync(
 
 def _crash_and_restart(
     point: str, project: str, tmp_path: Path, registry: RegistryServer, base_image: str,
-    publish: Publish, ml_files: MlFiles, builds: BuilderEvents,
+    publish: Publish, ml_files: MlFiles, builds: BuilderEvents, gate: BuildGate,
 ) -> tuple[Workspace, dict[str, Any], list[str]]:
-    """A slow build started by `apply --wait`, that reconciler killed with SIGKILL at
-    ``point``, then `apply --wait` again to its end. Returns the workspace, the final status
-    row and the builder containers Docker created meanwhile."""
+    """A build held at the gate, started by `apply --wait`, that reconciler killed with
+    SIGKILL at ``point``, then `apply --wait` again to its end. Returns the workspace, the
+    final status row and the builder containers Docker created meanwhile."""
     url, commit = publish(project, ml_files(marker=project))
-    templates = slow_templates(tmp_path / "templates", f"{project}-{uuid.uuid4().hex}")
+    templates = held_templates(tmp_path / "templates", gate, f"{project}-{uuid.uuid4().hex}")
     ws = Workspace(tmp_path / "ws", registry.url, base_image,
                    options=["--templates", str(templates)])
     ws.sla(f"{project}.yaml", sla_text(url))
@@ -177,8 +178,8 @@ def _crash_and_restart(
             first.check_alive()
             if point == "created":  # Docker's create event, as soon as it is recorded
                 return bool(builds.created(project, since))
-            if point == "learner":
-                return logged(" INFO build:learner started\n")
+            if point == "learner":  # the builder waits at the gate inside build:learner
+                return logged(" INFO build:learner started\n") and gate.reached.is_set()
             return logged(" INFO clone finished ")  # "exited": the builder is mid-way
 
         wait_until(reached, 120, 0.01, lambda: f"{point} not reached\n{first.output()}")
@@ -190,10 +191,12 @@ def _crash_and_restart(
     containers = builder_containers(project)
     assert len(containers) == 1, containers
     if point == "exited":
+        gate.release()
         assert docker("wait", containers[0]).strip() == "0"
-    else:
+    else:  # held at the gate: certain to run still
         assert docker("inspect", "--format", "{{.State.Running}}", containers[0]).strip() \
             == "true", "the builder should still run when the reconciler restarts"
+        gate.release()
 
     second = ws.run("apply", "--wait", timeout=300)
     assert second.code == 0, second.stdout + second.stderr
@@ -206,14 +209,14 @@ def _crash_and_restart(
 @pytest.mark.parametrize("point", ["created", "learner", "exited"])
 def test_kill_9_mid_build_and_a_restart_converge_on_one_builder(
     point: str, tmp_path: Path, registry: RegistryServer, base_image: str, publish: Publish,
-    ml_files: MlFiles, builds: BuilderEvents,
+    ml_files: MlFiles, builds: BuilderEvents, build_gate: BuildGate,
 ) -> None:
     """Killed (a) right after the builder container is created, (b) once the observer log
     shows `build:learner started`, (c) while the builder runs, restarted only after the
     builder has exited. One builder ever, every builder event logged exactly once."""
     project = f"crash-{point}"
     ws, row, created = _crash_and_restart(point, project, tmp_path, registry, base_image,
-                                          publish, ml_files, builds)
+                                          publish, ml_files, builds, build_gate)
     assert len(created) == 1, created
     log = ws.log(project)
     for stage in BUILDER_STAGES:
@@ -326,12 +329,13 @@ def test_five_projects_on_one_repository_and_commit_share_one_build(
 @pytest.mark.parametrize("how", ["apply", "watch"])
 def test_build_timeout_stops_the_builder_and_fails_the_project(
     how: str, tmp_path: Path, registry: RegistryServer, base_image: str, publish: Publish,
-    ml_files: MlFiles,
-    builds: BuilderEvents,
+    ml_files: MlFiles, builds: BuilderEvents, build_gate: BuildGate,
 ) -> None:
     project = f"timeout-{how}"
     url, commit = publish(project, ml_files(marker=project))
-    templates = slow_templates(tmp_path / "templates", f"{project}-{uuid.uuid4().hex}")
+    # Held at the gate, never released: the build can only end by build_timeout.
+    templates = held_templates(tmp_path / "templates", build_gate,
+                               f"{project}-{uuid.uuid4().hex}")
     ws = Workspace(tmp_path / "ws", registry.url, base_image,
                    extra={"build_timeout": "3s", "resync_interval": "2s", "retry_base": "10m"},
                    options=["--templates", str(templates)])

@@ -15,10 +15,11 @@ from support import RegistryServer, docker_engine_error, wait_until
 from integration.harness import (
     Background,
     BuilderEvents,
+    BuildGate,
     Workspace,
     builder_leftovers,
+    held_templates,
     sla_text,
-    slow_templates,
 )
 
 pytestmark = pytest.mark.usefixtures("remove_registry_images")
@@ -46,10 +47,11 @@ def phase_is(ws: Workspace, watch: Background, project: str, phase: str) -> Call
 
 def test_an_image_input_edited_mid_build_cancels_the_builder_and_starts_a_new_one(
     tmp_path: Path, registry: RegistryServer, base_image: str, publish: Publish,
-    ml_files: MlFiles, builds: BuilderEvents,
+    ml_files: MlFiles, builds: BuilderEvents, build_gate: BuildGate,
 ) -> None:
     project = "midbuild"
-    templates = slow_templates(tmp_path / "templates", uuid.uuid4().hex, seconds=20)
+    # Both builders wait at the gate: the first is certain to run while the SLA is edited.
+    templates = held_templates(tmp_path / "templates", build_gate, uuid.uuid4().hex)
     ws = Workspace(tmp_path / "ws", registry.url, base_image, extra=FAST,
                    options=["--templates", str(templates)])
     url, commit = publish(project, ml_files(marker=project))
@@ -66,6 +68,7 @@ def test_an_image_input_edited_mid_build_cancels_the_builder_and_starts_a_new_on
         # An image input: the running builder is cancelled, a new one builds the new inputs.
         ws.sla(f"{project}.yaml", sla_text(url, flavor="pytorch"))
         wait_until(lambda: len(builds.created(project)) == 2, 60)
+        build_gate.release()
         wait_until(phase_is(ws, watch, project, "ready"), 240)
     record = ws.record(project)
     assert record["served_by"] != first_key
