@@ -151,6 +151,38 @@ def test_a_commit_pushed_to_the_tracked_branch_is_built_after_a_resync(
     no_builder_left()
 
 
+def test_a_one_shot_apply_builds_a_commit_pushed_to_the_tracked_branch(
+    tmp_path: Path, registry: RegistryServer, base_image: str, git_remote: GitDaemon,
+    ml_files: MlFiles, builds: BuilderEvents,
+) -> None:
+    """As `argocd app sync` or `flux reconcile` would: a one-shot pass compares against the
+    branch's current commit, and `plan` says so before."""
+    repo = git_remote.make_ml_repo("oneshot-owner/oneshot", ml_files(marker="oneshot-1"))
+    first = repo.commit
+    ws = Workspace(tmp_path / "ws", registry.url, base_image)
+    ws.sla("oneshot.yaml", sla_text(repo.url, extra="ml_repo_ref: main\n"))
+    assert ws.run("apply", "--wait").code == 0
+    assert ws.status()["oneshot"]["commit"] == first
+    assert ws.run("plan").code == 0  # in sync: the branch has not moved
+
+    second = repo.push_commit({"MARKER": "oneshot-2\n"}, message="Second")
+    offline = ws.run("plan", "--offline")
+    assert offline.code == 0, "without asking the remote the plan cannot know"
+    planned = ws.run("plan")
+    assert planned.code == 1
+    assert f"oneshot\tbuild\tnew commit {second} on main (was {first}): build" \
+        in planned.stdout
+    since = time.time()
+    applied = ws.run("apply", "--wait")
+    assert applied.code == 0, applied.stdout + applied.stderr
+    row = ws.status()["oneshot"]
+    assert row["phase"] == "ready" and row["commit"] == second, row
+    assert_images_in_registry(registry.url, row, second)
+    assert len(builds.created("oneshot", since)) == 1
+    assert ws.run("plan").code == 0
+    no_builder_left()
+
+
 # --- 3. kill -9 mid-build, then restart ------------------------------------------------------
 
 

@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from support import RegistryServer, free_port, port_accepts, wait_until
 
-from integration.harness import PackageIndex, Workspace, docker, sla_text
+from integration.harness import (
+    BuildGate,
+    PackageIndex,
+    Workspace,
+    builder_containers,
+    docker,
+    held_templates,
+    sla_text,
+)
 from integration.image_leaks import SAVED, where_found
 
 pytestmark = pytest.mark.usefixtures("remove_registry_images")
@@ -134,3 +143,62 @@ def test_a_site_ca_bundle_lets_pip_trust_an_https_index(
                      "os.environ.get('PIP_CERT'), os.path.exists('/tmp/flops/ca-bundle.pem'))")
         assert out.split() == [VERSION, "None", "False"], out
         assert_only_installed_files_found(ref, (index,))
+
+
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def test_the_request_with_credentials_and_a_site_sized_ca_bundle_stays_out_of_spec_and_env(
+    tmp_path: Path, registry: RegistryServer, base_image: str, publish: Publish,
+    ml_files: MlFiles, package_index: PackageIndex, build_gate: BuildGate,
+) -> None:
+    """A real site's bundle (the system's, ~220 KB, plus the site CA) once made the builder
+    fail with "argument list too long": the request travelled in its environment, and was
+    written with the index password into compose.yaml (0644). Now it is a 0600 file beside
+    the spec that compose mounts, removed with the builder."""
+    package_index.add("flops-testdep", VERSION)
+    (tmp_path / "tls").mkdir()
+    ca, cert, key = make_site_ca(tmp_path / "tls")
+    bundle = tmp_path / "site-bundle.pem"
+    bundle.write_bytes(HOST_CA_BUNDLE.read_bytes() + ca.read_bytes())
+    assert bundle.stat().st_size > 150_000
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", TLS_SERVER, str(port),
+                               str(package_index.root), str(cert), str(key)])
+    try:
+        wait_until(lambda: port_accepts("127.0.0.1", port), 20, 0.05, "no TLS index")
+        index = with_user(f"https://127.0.0.1:{port}/simple", "flops-index-user", INDEX_SECRET)
+        url, _ = publish("big-ca", ml_files(marker="big-ca",
+                                            extra_deps=[f"flops-testdep=={VERSION}"]))
+        templates = held_templates(tmp_path / "templates", build_gate, uuid.uuid4().hex)
+        ws = Workspace(tmp_path / "ws", registry.url, base_image,
+                       options=["--templates", str(templates)])
+        ws.config.write_text(ws.config.read_text() + f'[build]\npip_index_url = "{index}"\n'
+                             f'ca_bundle = "{bundle}"\n')
+        ws.sla("big-ca.yaml", sla_text(url))
+        apply = ws.start("apply", "--wait")
+        try:
+            wait_until(lambda: build_gate.reached.is_set() or not apply.alive(), 180, 0.05)
+            apply.check_alive()
+            [spec_dir] = list((ws.state / "builds").iterdir())
+            spec = (spec_dir / "compose.yaml").read_text()
+            request = spec_dir / "request.json"
+            assert INDEX_SECRET not in spec and "BEGIN CERTIFICATE" not in spec
+            assert oct(request.stat().st_mode & 0o777) == "0o600"
+            assert INDEX_SECRET in request.read_text()
+            [container] = builder_containers("big-ca")
+            inspected = docker("inspect", container)
+            assert INDEX_SECRET not in inspected and "BEGIN CERTIFICATE" not in inspected
+        finally:
+            build_gate.release()
+            code = apply.process.wait(timeout=600)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert code == 0, apply.output() + ws.log("big-ca")
+    row = ws.status()["big-ca"]
+    assert row["phase"] == "ready", row
+    assert not list((ws.state / "builds").iterdir()), "the request file goes with the builder"
+    for path in ws.state.rglob("*"):
+        if path.is_file():
+            assert INDEX_SECRET not in path.read_text(errors="replace"), path
