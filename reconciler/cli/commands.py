@@ -24,6 +24,7 @@ from reconciler.builder.clone import CloneError, clone
 from reconciler.builder.limits import (
     MAX_LINE_CHARS,
     MAX_LISTED,
+    MAX_TEXT_CHARS,
     clip_lines,
     clip_repairs,
     clip_text,
@@ -35,6 +36,7 @@ from reconciler.cli.present import Progress, print_status, status_row
 from reconciler.core.plan import in_sync
 from reconciler.core.project import InvalidProject, Phase, ProjectRecord
 from reconciler.core.repo_url import check_ref, check_repo_url, is_local, local_path
+from reconciler.core.text import visible
 from reconciler.edges.builder_image import ensure_builder_image
 from reconciler.edges.desired import by_name, load_file, sla_files
 from reconciler.edges.desired_repo import check_ref_part
@@ -279,18 +281,22 @@ def _report_review(repo_dir: Path, as_json: bool, options: ImageOptions) -> int:
 
 
 def _print_review(review: RepoReview, problems: list[Problem]) -> None:
+    """The verdict as text: repository text clipped and made visible (no terminal control)."""
+    def shown(text: str) -> str:
+        return visible(clip_text(text, MAX_TEXT_CHARS))
+
     for problem in problems:
-        print(f"problem  {clip_text(problem.describe())}\n         fix: {clip_text(problem.hint)}")
+        print(f"problem  {shown(problem.describe())}\n         fix: {shown(problem.hint)}")
     if len(review.problems) > len(problems):
         print(f"problem  ... and {len(review.problems) - len(problems)} more problems")
     for note in review.notes:
-        print(f"{note.level.lower():<9}{clip_text(note.message)}")
+        print(f"{note.level.lower():<9}{shown(note.message)}")
         for line in clip_lines(note.details):
-            print(f"           {line}")
+            print(f"           {visible(line)}")
     if review.plan:
         for role, lines in sorted(review.plan.requirements.items()):
             listed = clip_lines(lines, MAX_LISTED, MAX_LINE_CHARS, "requirements")
-            print(f"{role:<9}{', '.join(listed) or '(no extra packages)'}")
+            print(f"{role:<9}{visible(', '.join(listed)) or '(no extra packages)'}")
     print("ok" if review.ok else f"{len(review.problems)} problem(s)")
 
 

@@ -1,0 +1,294 @@
+"""Hostile files in the ML repository (issue 9, items 2 and 3): symlinks out of the tree
+(`requirements.txt -> /proc/self/environ`, `-> /etc/passwd`), FIFOs, links into `.git`, a
+`.flops` symlink, and the walks that must not leave the tree. Real files in tmp_path, real
+git repositories, the builder as a real process where the process's own environment matters.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from reconciler.builder import protocol
+from reconciler.builder.checks import REQUIRED_METHODS, check_structure
+from reconciler.builder.context import write_flops_dir, write_tar
+from reconciler.builder.deps import plan_dependencies
+from reconciler.builder.engine import Engine
+from reconciler.builder.review import review_repository
+from reconciler.builder.run import run
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL_MANAGER = "class ModelManager:\n" + "".join(
+    f"    def {m}(self):\n        pass\n" for m in REQUIRED_METHODS
+)
+SECRET = "index-token-8d1f0c"  # in the builder's environment and its request, never its output
+
+
+def make_repo(root: Path, files: dict[str, str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        cwd=repo, check=True, capture_output=True, text=True,
+    ).stdout.strip()
+
+
+def commit(repo: Path) -> str:
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "hostile")
+    return git(repo, "rev-parse", "HEAD")
+
+
+def request(repo: Path, sha: str) -> dict[str, Any]:
+    return {
+        "project": "demo", "build_key": "k", "repo_url": str(repo), "commit": sha,
+        "images": {r: f"flops.local/acme/demo/{r}:{sha}" for r in protocol.ROLES},
+        "dockerfiles": {r: "FROM base\n" for r in protocol.ROLES},
+        "build_args": {"PIP_INDEX_URL": f"https://user:{SECRET}@pypi.internal/simple"},
+    }
+
+
+def check_repo(repo: Path) -> subprocess.CompletedProcess[str]:
+    config = repo.parent / "reconciler.toml"
+    config.write_text('registry = "local"\n')
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", "--config", str(config), "check-repo", str(repo)],
+        capture_output=True, text=True, timeout=60, cwd=repo.parent,
+        env={**os.environ, "FLOPS_TEST_SECRET": SECRET},
+    )
+
+
+class RecordingEngine(Engine):
+    """Takes the build context apart instead of building; every build succeeds."""
+
+    def __init__(self) -> None:
+        super().__init__("unix:///nonexistent.sock")
+        self.members: list[tarfile.TarInfo] = []
+        self.files: dict[str, bytes] = {}
+
+    def platform(self) -> str:
+        return "linux/amd64"
+
+    def build(self, context: bytes | IO[bytes], tag: str, dockerfile_path: str,
+              labels: dict[str, str], **_: Any) -> tuple[str, list[str]]:
+        assert not isinstance(context, bytes)
+        context.seek(0)
+        with tarfile.open(fileobj=context) as tar:
+            self.members = tar.getmembers()
+            for member in self.members:
+                extracted = tar.extractfile(member) if member.isfile() else None
+                if extracted is not None:
+                    self.files[member.name] = extracted.read()
+        return "sha256:" + "1" * 64, []
+
+
+@pytest.mark.parametrize(("target", "leak"), [("/proc/self/environ", SECRET),
+                                              ("/etc/passwd", "root:")])
+def test_a_requirements_symlink_out_of_the_repository_is_a_repo_problem(
+    tmp_path: Path, target: str, leak: str
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER})
+    (repo / "requirements.txt").symlink_to(target)
+    checked = check_repo(repo)
+    assert checked.returncode == 1, checked.stderr
+    assert leak not in checked.stdout + checked.stderr
+    assert (f"problem  requirements.txt is a symlink to a path outside the repository ({target})"
+            "\n         fix: commit the file itself instead of a symlink to it") in checked.stdout
+    [problem] = plan_dependencies(repo).problems
+    assert (problem.category, problem.file) == ("repo", "requirements.txt")
+
+
+def test_the_builder_never_reads_its_environment_through_a_committed_symlink(
+    tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER})
+    (repo / "requirements.txt").symlink_to("/proc/self/environ")
+    request_file = tmp_path / "request.json"
+    request_file.write_text(json.dumps(request(repo, commit(repo))))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOPS_TEST_SECRET": SECRET,
+           "DOCKER_HOST": "unix:///nonexistent.sock",
+           protocol.REQUEST_FILE_ENV: str(request_file)}
+    proc = subprocess.run([sys.executable, "-m", "reconciler.builder"], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    error = json.loads(proc.stdout.splitlines()[-1])["error"]
+    assert (error["category"], error["stage"]) == ("repo", "dependencies")
+    assert error["message"] == ("requirements.txt is a symlink to a path outside the repository "
+                                "(/proc/self/environ)")
+
+
+def test_a_conda_file_linked_out_of_the_tree_is_reported_not_read(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER})
+    (repo / "conda.yaml").symlink_to("/etc/passwd")
+    [problem] = check_structure(repo)
+    assert (problem.category, problem.file) == ("repo", "conda.yaml")
+    assert "root:" not in problem.message + problem.hint
+
+
+@pytest.mark.parametrize("name", ["model_manager.py", "conda.yaml", "requirements.txt"])
+def test_a_fifo_is_reported_and_never_blocks_the_read(tmp_path: Path, name: str) -> None:
+    files = {"model_manager.py": MODEL_MANAGER, "conda.yaml": "dependencies: [numpy]\n"}
+    files.pop(name, None)
+    repo = make_repo(tmp_path / "repo", files)
+    os.mkfifo(repo / name)
+    problems = review_repository(repo).problems  # what check-repo and the builder report
+    assert [(p.category, p.file, p.message) for p in problems] == [
+        ("repo", name, f"{name} is a FIFO, not a regular file")]
+
+
+def test_a_dangling_symlink_names_the_link(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"conda.yaml": "dependencies: [numpy]\n"})
+    (repo / "model_manager.py").symlink_to("src/gone.py")
+    [problem] = check_structure(repo)
+    assert problem.message == ("model_manager.py leads through the symlink model_manager.py -> "
+                               "src/gone.py to nothing in the repository")
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("-r through/passwd", "through/passwd is inside through, a symlink to a path outside the "
+                          "repository (/etc)"),
+    ("-r pipe.txt", "pipe.txt is a FIFO, not a regular file"),
+    ("-r .git/config", ".git/config leads into .git, which is not one of the repository's "
+                       "files"),
+    ("-r git-link.txt", "git-link.txt leads into .git, which is not one of the repository's "
+                        "files"),
+])
+def test_every_included_file_is_read_only_inside_the_repository(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
+                                         "requirements.txt": f"numpy\n{line}\n"})
+    commit(repo)
+    (repo / "through").symlink_to("/etc")
+    (repo / "git-link.txt").symlink_to(".git/FETCH_HEAD")
+    (repo / ".git" / "FETCH_HEAD").write_text(f"https://user:{SECRET}@git.example.org/x\n")
+    os.mkfifo(repo / "pipe.txt")
+    [problem] = plan_dependencies(repo).problems
+    assert (problem.category, problem.file, problem.line) == ("repo", "requirements.txt", 2)
+    target = line.split()[1]
+    assert problem.message == f"requirements.txt:2 includes {target!r} (-r): {message}"
+
+
+def test_an_include_that_names_a_path_outside_is_not_a_file_in_the_repository(
+    tmp_path: Path
+) -> None:
+    (tmp_path / "outside.txt").write_text("numpy\n")
+    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
+                                         "requirements.txt": "-r ../outside.txt\n"})
+    [problem] = plan_dependencies(repo).problems
+    assert "which is not a file in the repository" in problem.message
+
+
+def test_a_symlink_that_stays_inside_the_repository_is_followed(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
+                                         "reqs/base.txt": "numpy==1.26.4\n",
+                                         "reqs/dev.txt": "-r shared.txt\npytest\n"})
+    (repo / "requirements.txt").symlink_to("reqs/dev.txt")
+    (repo / "shared.txt").symlink_to("reqs/base.txt")  # -r is relative to requirements.txt
+    plan = plan_dependencies(repo)
+    assert plan.ok, plan.problems
+    assert plan.requirements["learner"] == ["numpy==1.26.4", "pytest"]
+
+
+def test_a_diamond_of_includes_reads_each_file_once(tmp_path: Path) -> None:
+    files = {"model_manager.py": MODEL_MANAGER, "requirements.txt": "-r a0.txt\n-r b0.txt\n"}
+    for level in range(8):  # each level includes the next twice: 2**8 reads before
+        files[f"a{level}.txt"] = f"-r a{level + 1}.txt\n-r b{level + 1}.txt\n"
+        files[f"b{level}.txt"] = f"-r a{level + 1}.txt\n-r b{level + 1}.txt\n"
+    files["a8.txt"] = "numpy\n"
+    files["b8.txt"] = "scipy\n"
+    plan = plan_dependencies(make_repo(tmp_path / "repo", files))
+    assert plan.ok, plan.problems
+    assert plan.requirements["learner"] == ["numpy", "scipy"]
+
+
+def test_the_misplaced_file_hint_does_not_follow_a_symlinked_directory(tmp_path: Path) -> None:
+    outside = make_repo(tmp_path / "outside", {"model_manager.py": MODEL_MANAGER})
+    repo = make_repo(tmp_path / "repo", {"conda.yaml": "dependencies: [numpy]\n",
+                                         "a/b/c/model_manager.py": MODEL_MANAGER})
+    (repo / "ext").symlink_to(outside)
+    [problem] = check_structure(repo)
+    assert problem.hint == "move a/b/c/model_manager.py to the repository root (FLOps imports " \
+                           "it from there)"
+
+
+def test_the_import_scan_stays_in_the_tree(tmp_path: Path) -> None:
+    outside = make_repo(tmp_path / "outside", {"train.py": "import torchvision\n"})
+    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
+                                         "requirements.txt": "torch==2.2.0\n"})
+    (repo / "ext").symlink_to(outside)
+    (repo / "linked.py").symlink_to(outside / "train.py")
+    plan = plan_dependencies(repo)
+    assert plan.requirements["learner"] == ["torch==2.2.0"]
+    assert any("skipped 1 Python file" in w for w in plan.warnings)
+
+
+def test_a_flops_symlink_is_replaced_and_nothing_is_written_through_it(tmp_path: Path) -> None:
+    somewhere = tmp_path / "somewhere"
+    somewhere.mkdir()
+    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
+                                         "conda.yaml": "dependencies: [numpy]\n"})
+    (repo / ".flops").symlink_to(somewhere)
+    sha = commit(repo)
+    engine = RecordingEngine()
+    out = io.StringIO()
+    code = run(json.dumps(request(repo, sha)), out, engine_factory=lambda: engine,
+               workdir=tmp_path)
+    assert code == 0, out.getvalue()
+    assert list(somewhere.iterdir()) == []
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["message"] for e in events if e["type"] == "log" and ".flops" in e["message"]] == [
+        f"the repository's .flops (a symlink to {somewhere}) was removed: the builder writes "
+        "its generated files there"]
+    flops = {m.name: m for m in engine.members if m.name.startswith(".flops")}
+    assert flops[".flops"].isdir() and all(m.isfile() for n, m in flops.items() if n != ".flops")
+    assert engine.files[".flops/requirements-learner.txt"] == b"numpy\n"
+
+
+@pytest.mark.parametrize("kind", ["file", "directory with a planted link"])
+def test_whatever_the_repository_had_at_flops_is_removed_first(tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "target.txt"
+    target.write_text("untouched")
+    repo = make_repo(tmp_path / "repo", {})
+    if kind == "file":
+        (repo / ".flops").write_text("x")
+    else:
+        (repo / ".flops").mkdir()
+        (repo / ".flops" / "requirements-learner.txt").symlink_to(target)
+    replaced = write_flops_dir(repo, {"learner": "FROM a\n"}, {"learner": ["numpy"]})
+    assert replaced == ("a file" if kind == "file" else "a directory")
+    assert target.read_text() == "untouched"
+    assert not (repo / ".flops" / "requirements-learner.txt").is_symlink()
+    assert (repo / ".flops" / "requirements-learner.txt").read_text() == "numpy\n"
+
+
+def test_the_build_context_keeps_links_as_links_and_leaves_special_files_out(
+    tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER})
+    (repo / "passwd").symlink_to("/etc/passwd")
+    (repo / "etc").symlink_to("/etc")
+    os.mkfifo(repo / "pipe")
+    with io.BytesIO() as out:
+        write_tar(repo, out)
+        with tarfile.open(fileobj=out) as tar:
+            members = {m.name: m for m in tar.getmembers()}
+    assert set(members) == {"model_manager.py", "passwd", "etc"}
+    assert members["passwd"].issym() and members["passwd"].linkname == "/etc/passwd"
+    assert members["etc"].issym() and members["etc"].linkname == "/etc"
