@@ -74,7 +74,7 @@ if [[ "$want_stamp" != "$have_stamp" ]]; then
   pip_quiet() { "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@" 2>&1 \
       | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
   pip_quiet --upgrade pip
-  pip_quiet -e '.[dev]'
+  pip_quiet -e '.[dev,actors]'
   echo "$want_stamp" >"$stamp_file"
 else
   log "venv up to date (pyproject.toml unchanged since last install)"
