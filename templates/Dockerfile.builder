@@ -15,6 +15,10 @@ ENV PYTHONPATH=/opt/flops \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
+# The build request is put at /run/secrets/flops-build-request (a swarm secret, or copied
+# into the created container by the compose backend, which needs the directory).
+RUN mkdir -p /run/secrets
+
 COPY yaml/ /opt/flops/yaml/
 COPY reconciler/__init__.py /opt/flops/reconciler/__init__.py
 COPY reconciler/builder/ /opt/flops/reconciler/builder/

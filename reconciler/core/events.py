@@ -19,7 +19,7 @@ from reconciler.core.text import cut_lines, shown
 # result; names and values of its maps. With these, one event is at most about 8 KB of log.
 MESSAGE_LIMIT = 1000
 DETAIL_LINES, DETAIL_WIDTH = 20, 300
-REPAIR_LIMIT = 20
+REPAIR_LIMIT = 10
 NAME_LIMIT, VALUE_LIMIT, MAP_LIMIT = 40, 300, 16
 
 

@@ -50,8 +50,8 @@ class Output:
 
 
 def write_spec_files(spec_dir: Path, spec_name: str, spec_text: str, request_text: str) -> Path:
-    """Write the spec and, beside it, the request file the spec names (mode 0600 from the
-    first byte: it may hold credentials); returns the spec's path."""
+    """Write the spec and, beside it, the request file (mode 0600 from the first byte: it may
+    hold credentials; the deploy removes it once the builder has it); returns the spec."""
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec_file = spec_dir / spec_name
     spec_file.write_text(spec_text, encoding="utf-8")

@@ -17,7 +17,9 @@ from pathlib import Path
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
+from reconciler.builder.protocol import REQUEST_FILE as REQUEST_PATH
 from reconciler.core.config import Config, HostConfig
+from reconciler.core.render import REQUEST_FILE
 from reconciler.edges.backend import (
     NO_HOST,
     BackendError,
@@ -92,18 +94,29 @@ class ComposeBackend:
         return image
 
     def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str) -> Builder:
-        write_spec_files(self._spec_dir_for(name), "compose.yaml", spec_text, request_text)
+        """Create the builder, copy its request file in, start it. A copy, not a bind mount:
+        it works on a remote engine too, and the file leaves our disk at once."""
+        spec_dir = self._spec_dir_for(name)
+        write_spec_files(spec_dir, "compose.yaml", spec_text, request_text)
         client = self._compose(host, name)
+        step = "create"
         try:
-            client.compose.up(detach=True, quiet=True, pull="never")
+            client.compose.create(pull="never")
+            builder = self.find(host, name)
+            if builder is None:
+                raise BackendError(f"docker compose create on {host.name} made no container")
+            step = "copy the request into"
+            DockerClient(host=host.docker_host).container.copy(
+                spec_dir / REQUEST_FILE, (builder.ref, REQUEST_PATH))
+            step = "start"
+            client.compose.start()
         except DockerException as error:
             self.remove(host, name, stop_timeout=0)
             raise BackendError(
-                f"docker compose up on {host.name} failed: {last_line(error)}"
+                f"docker compose {step} the builder on {host.name} failed: {last_line(error)}"
             ) from None
-        builder = self.find(host, name)
-        if builder is None:
-            raise BackendError(f"docker compose up on {host.name} started no container")
+        finally:
+            (spec_dir / REQUEST_FILE).unlink(missing_ok=True)
         return builder
 
     def has_buildx(self, host: HostConfig) -> bool:

@@ -22,6 +22,7 @@ from python_on_whales.exceptions import DockerException
 from python_on_whales.utils import run
 
 from reconciler.core.config import Config, HostConfig
+from reconciler.core.render import REQUEST_FILE
 from reconciler.edges.backend import (
     PLACED,
     BackendError,
@@ -103,6 +104,8 @@ class SwarmBackend:
             self.remove(host, name)
             raise BackendError(f"docker stack deploy through {host.name} failed: "
                                f"{last_line(error)}") from None
+        finally:  # the swarm holds the request as the stack's secret now
+            (spec_file.parent / REQUEST_FILE).unlink(missing_ok=True)
         builder = self.find(host, name)
         if builder is None:
             raise BackendError(f"docker stack deploy through {host.name} created no service")

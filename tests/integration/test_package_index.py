@@ -5,6 +5,7 @@ environment, history, inspect output or files; nor is the copy of the site CA pi
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -154,8 +155,8 @@ def test_the_request_with_credentials_and_a_site_sized_ca_bundle_stays_out_of_sp
 ) -> None:
     """A real site's bundle (the system's, ~220 KB, plus the site CA) once made the builder
     fail with "argument list too long": the request travelled in its environment, and was
-    written with the index password into compose.yaml (0644). Now it is a 0600 file beside
-    the spec that compose mounts, removed with the builder."""
+    written with the index password into compose.yaml (0644). Now it is copied into the
+    created container as a file (0600 on our side only until it is copied)."""
     package_index.add("flops-testdep", VERSION)
     (tmp_path / "tls").mkdir()
     ca, cert, key = make_site_ca(tmp_path / "tls")
@@ -181,14 +182,17 @@ def test_the_request_with_credentials_and_a_site_sized_ca_bundle_stays_out_of_sp
             wait_until(lambda: build_gate.reached.is_set() or not apply.alive(), 180, 0.05)
             apply.check_alive()
             [spec_dir] = list((ws.state / "builds").iterdir())
+            assert [p.name for p in spec_dir.iterdir()] == ["compose.yaml"]
             spec = (spec_dir / "compose.yaml").read_text()
-            request = spec_dir / "request.json"
             assert INDEX_SECRET not in spec and "BEGIN CERTIFICATE" not in spec
-            assert oct(request.stat().st_mode & 0o777) == "0o600"
-            assert INDEX_SECRET in request.read_text()
             [container] = builder_containers("big-ca")
             inspected = docker("inspect", container)
             assert INDEX_SECRET not in inspected and "BEGIN CERTIFICATE" not in inspected
+            mode, request = docker(
+                "exec", container, "sh", "-c", "stat -c %a /run/secrets/flops-build-request && "
+                "cat /run/secrets/flops-build-request").split("\n", 1)
+            assert mode == "600" and INDEX_SECRET in request
+            assert json.loads(request)["ca_bundle"] == bundle.read_text()
         finally:
             build_gate.release()
             code = apply.process.wait(timeout=600)

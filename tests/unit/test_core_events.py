@@ -281,3 +281,22 @@ def test_any_event_becomes_printable_log_lines(event: dict[str, Any]) -> None:
                            repairs=list(outcome.repairs),
                            repair_diffs=list(outcome.repair_diffs), base_image=outcome.base_image)
     assert ProjectRecord.model_validate_json(record.model_dump_json()) == record
+
+
+def test_a_record_holding_the_largest_outcome_stays_under_its_documented_bound() -> None:
+    """README: one attempt adds at most about 200 KB to a project's record."""
+    huge = "\x1b" * 100_000
+    ok = outcome_of({"type": "result", "ok": True,
+                     "images": {huge + str(i): huge for i in range(99)},
+                     "digests": {huge + str(i): huge for i in range(99)},
+                     "timings": {huge + str(i): 1.0 for i in range(99)},
+                     "repairs": [huge] * 999, "base_image": huge,
+                     "repair_diffs": [{"summary": huge, "roles": [huge] * 99,
+                                       "diff": [huge] * 999}] * 999})
+    failed = outcome_of({"type": "result", "ok": False, "error": {
+        "category": huge, "message": huge, "hint": huge, "details": [huge] * 999}})
+    record = ProjectRecord(
+        project="p", phase=Phase.ready, sla_file="desired/p.yaml", images=ok.images,
+        digests=ok.digests, timings=ok.timings, repairs=list(ok.repairs),
+        repair_diffs=list(ok.repair_diffs), base_image=ok.base_image, error=failed.error)
+    assert len(record.model_dump_json(indent=1)) < 200_000

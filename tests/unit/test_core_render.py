@@ -130,7 +130,7 @@ def service(document: dict[str, Any]) -> dict[str, Any]:
 def test_the_benign_spec_is_a_one_shot_builder_on_image_builder_hosts(mounted: bool) -> None:
     spec = benign_spec(repo_mount="/srv/git/repo" if mounted else None)
     document = parse(render_compose(ENV, spec))
-    assert set(document) == {"name", "services", "secrets"}
+    assert set(document) == {"name", "services"}
     assert document["name"] == spec.name
     assert list(document["services"]) == ["image-builder"]
     builder = service(document)
@@ -144,10 +144,8 @@ def test_the_benign_spec_is_a_one_shot_builder_on_image_builder_hosts(mounted: b
     }
     assert builder["deploy"]["restart_policy"] == {"condition": "none"}
     assert builder["deploy"]["placement"]["constraints"] == ["node.labels.image-builder == true"]
-    assert "environment" not in builder, "the request must not be in the environment"
-    assert builder["secrets"] == [{"source": "build-request", "target": REQUEST_SECRET}]
-    assert document["secrets"] == {
-        "build-request": {"file": f"./{REQUEST_FILE}", "name": spec.name}}
+    # The request is copied into the created container: not in the environment or the spec.
+    assert "environment" not in builder and "secrets" not in builder
     socket = {"type": "bind", "source": spec.docker_socket, "target": "/var/run/docker.sock"}
     repo = {"type": "bind", "source": "/srv/git/repo", "target": REPO_MOUNT, "read_only": True}
     assert builder["volumes"] == ([socket, repo] if mounted else [socket])
@@ -161,8 +159,12 @@ def test_the_stack_spec_is_the_same_builder_for_docker_stack_deploy() -> None:
     stack = parse(render_compose(ENV, benign_spec(stack=True)))
     assert set(stack) == {"services", "networks", "secrets"}
     assert stack["networks"] == {"builder": {"external": True, "name": spec.network}}
+    # A swarm gets the request as the stack's secret, made from the file beside the spec.
+    assert stack["secrets"] == {
+        "build-request": {"file": f"./{REQUEST_FILE}", "name": spec.name}}
     builder = service(stack)
     assert builder.pop("networks") == ["builder"]
+    assert builder.pop("secrets") == [{"source": "build-request", "target": REQUEST_SECRET}]
     del service(compose)["network_mode"]
     assert builder == service(compose)
 
