@@ -138,10 +138,8 @@ def read_conda(repo_dir: Path, name: str) -> tuple[CondaDocument | None, Problem
 
 def parse_conda(name: str, text: str) -> tuple[CondaDocument | None, Problem | None]:
     """The document of a conda file's text, or a `dependencies` problem with its line."""
-    loader = _BoundedLoader(text, name)
     try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        node, data = _load(text, name)
     except _Refused as exc:
         return None, Problem("dependencies", name, exc.message, exc.hint, exc.line)
     except yaml.YAMLError as exc:
@@ -161,9 +159,18 @@ def parse_conda(name: str, text: str) -> tuple[CondaDocument | None, Problem | N
             "dependencies", name, f"{name} cannot be read: {type(exc).__name__}: {exc}",
             f"write {name} as a plain list of package specs",
         )
+    return CondaDocument(name, data, _dependency_lines(node)), None
+
+
+def _load(text: str, name: str) -> tuple[yaml.Node | None, Any]:
+    """The root node and the constructed document (the reader checks the characters as it is
+    created, so creating it can fail too)."""
+    loader = _BoundedLoader(text, name)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
     finally:
         loader.dispose()
-    return CondaDocument(name, data, _dependency_lines(node)), None
 
 
 def _mapping_value(node: yaml.Node, key: str) -> yaml.Node | None:

@@ -156,6 +156,13 @@ def test_values_yaml_cannot_construct_are_problems_not_crashes(tmp_path: Path, v
     assert problem.message.startswith("conda.yaml cannot be read: ValueError")
 
 
+def test_a_character_yaml_refuses_to_read_is_a_syntax_problem(tmp_path: Path) -> None:
+    [problem] = check_structure(make_repo(tmp_path, "dependencies:\n  - numpy\x00\n"))
+    assert problem.category == "dependencies"
+    assert problem.message == ("conda.yaml is not valid YAML: unacceptable character #x0000: "
+                               "special characters are not allowed")
+
+
 def test_a_huge_non_string_entry_is_shown_by_its_start_only(tmp_path: Path) -> None:
     entry = "{" + ", ".join(f"k{i}: [{', '.join(['v'] * 50)}]" for i in range(1000)) + "}"
     plan = plan_dependencies(make_repo(tmp_path, f"dependencies:\n  - {entry}\n"))
