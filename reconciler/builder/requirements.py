@@ -23,11 +23,13 @@ _HEAD = re.compile(
 _CLAUSE = re.compile(r"^(?P<op>===|==|!=|~=|>=|<=|>|<)\s*(?P<version>\S+)$")
 _COMMENT_START = re.compile(r"(?:^|\s)#")  # pip: `#` at the start or after whitespace
 _OPTION_START = re.compile(r"\s--\S")  # `--hash=...` after a requirement
+_SEPARATORS = re.compile(r"[-_.]+")
+_SPACES = re.compile(r"\s+")
 
 
 def canonical_name(name: str) -> str:
     """PEP 503 normalized project name: `Scikit_Learn` -> `scikit-learn`."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return _SEPARATORS.sub("-", name).lower()
 
 
 def is_option(line: str) -> bool:
@@ -105,7 +107,7 @@ def parse_requirement(line: str) -> Requirement | None:
     head, _semicolon, marker_text = text.partition(";")
     match = _HEAD.match(head)
     if match is None:
-        return Requirement(name, frozenset(), (), "", "", re.sub(r"\s+", "", text))
+        return Requirement(name, frozenset(), (), "", "", _SPACES.sub("", text))
     extras = frozenset(
         canonical_name(e.strip()) for e in (match["extras"] or "").split(",") if e.strip()
     )
@@ -118,9 +120,9 @@ def parse_requirement(line: str) -> Requirement | None:
         for part in rest.strip("()").split(","):
             clause = _CLAUSE.match(part.strip())
             if clause is None:
-                return Requirement(name, extras, (("?", re.sub(r"\s+", "", rest)),), "", "", text)
+                return Requirement(name, extras, (("?", _SPACES.sub("", rest)),), "", "", text)
             clauses.append((clause["op"], clause["version"]))
-    marker = re.sub(r"\s+", " ", marker_text.strip()).replace("'", '"')
+    marker = _SPACES.sub(" ", marker_text.strip()).replace("'", '"')
     return Requirement(name, extras, tuple(clauses), url, marker, text)
 
 
