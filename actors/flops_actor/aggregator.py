@@ -143,10 +143,10 @@ def _serve(
             server=server,
             config=ServerConfig(num_rounds=settings.rounds),
         )
-    except RuntimeError as exc:
-        if server.failure is None and "bind" in str(exc).lower():
-            raise AggregatorFailure(f"cannot listen on {settings.bind}: {exc}") from exc
-        raise
+    except SystemExit as exc:  # Flower exits when it cannot bind, and on SIGINT/SIGTERM
+        if server.listening:
+            raise AggregatorFailure(f"stopped during the federation ({exc.code})") from exc
+        raise AggregatorFailure(f"cannot listen on {settings.bind}: {exc.code}") from exc
     return server
 
 

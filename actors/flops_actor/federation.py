@@ -49,9 +49,11 @@ class FlopsServer(Server):
         self.finish = finish
         self.progress = Progress()
         self.failure: Exception | None = None
+        self.listening = False  # Flower calls fit() once its gRPC server listens
 
     def fit(self, num_rounds: int, timeout: float | None) -> tuple[History, float]:
         started = timeit.default_timer()
+        self.listening = True
         self.events.emit("listening", address=str(self.settings.bind))
         try:
             self._run(num_rounds)

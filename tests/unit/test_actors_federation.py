@@ -7,6 +7,7 @@ images. Tests know where the processes are from their stdout events, never from 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,17 @@ def test_too_few_learners_within_the_wait_timeout_fails_the_aggregator(
     (error,) = aggregator.of_type("error")
     assert error["message"].startswith("too few learners: 0 connected, 2 needed")
     assert not (tmp_path / "out" / "result.json").exists()
+
+
+def test_aggregator_whose_port_is_taken_fails_with_one_line(spawn: Spawn, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        aggregator = spawn("aggregator", TOY_REPO, **aggregator_env(port, tmp_path / "out"))
+        assert aggregator.finish() == 1
+    (error,) = aggregator.of_type("error")
+    assert error["message"].startswith(f"cannot listen on 127.0.0.1:{port}: ")
 
 
 def test_a_learner_whose_fit_model_raises_fails_the_federation_naming_it_and_the_round(

@@ -7,9 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-import flops_utils
 import pytest
-from actors_support import ACTORS_DIR, write_mnist_parquet
+from actors_support import ACTORS_DIR, write_mnist_parquet  # first: puts actors/ on sys.path
+from flops_utils import PROVIDED
 from flops_utils.data_files import DataError
 from flops_utils.flops_learner_files_wrapper import load_ml_data
 from flops_utils.ml_repo_building_blocks import load_dataset
@@ -118,12 +118,12 @@ def test_templates_are_abstract_with_the_flops_methods() -> None:
 
 def test_provided_lists_exactly_what_the_modules_export() -> None:
     raw = json.loads((ACTORS_DIR / "flops_utils" / "provided.json").read_text())
-    assert {m: frozenset(n) for m, n in raw["modules"].items()} == flops_utils.PROVIDED
-    for module_name, names in flops_utils.PROVIDED.items():
+    assert {m: frozenset(n) for m, n in raw["modules"].items()} == PROVIDED
+    for module_name, names in PROVIDED.items():
         module = importlib.import_module(module_name)
         for name in names:
             assert hasattr(module, name), f"{module_name}.{name}"
-    assert flops_utils.PROVIDED["flops_utils.ml_repo_building_blocks"] >= {"load_dataset"}
+    assert PROVIDED["flops_utils.ml_repo_building_blocks"] >= {"load_dataset"}
 
 
 def test_logger_writes_to_stderr_only(capsys: pytest.CaptureFixture[str]) -> None:
