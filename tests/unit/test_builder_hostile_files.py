@@ -292,3 +292,14 @@ def test_the_build_context_keeps_links_as_links_and_leaves_special_files_out(
     assert set(members) == {"model_manager.py", "passwd", "etc"}
     assert members["passwd"].issym() and members["passwd"].linkname == "/etc/passwd"
     assert members["etc"].issym() and members["etc"].linkname == "/etc"
+
+
+def test_check_repo_shows_terminal_control_in_repository_text_as_escapes(
+    tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
+                                         "requirements.txt": "-r \x1b]0;owned\x07\x1bc.txt\n"})
+    checked = check_repo(repo)
+    assert checked.returncode == 1, checked.stderr
+    assert "\x1b" not in checked.stdout and "\x07" not in checked.stdout
+    assert "\\x1b]0;owned\\x07\\x1bc.txt" in checked.stdout
