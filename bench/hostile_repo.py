@@ -1,7 +1,8 @@
 """Benchmark: `check-repo` and the builder on hostile ML repositories (issue 9).
 
 For each repository: the wall time and peak RSS of a real `reconciler check-repo PATH`
-process (its own rusage, from os.wait4), its exit code and output size, and the bytes the
+process (its own rusage, from os.wait4; the repositories are committed, so check-repo clones
+them first, as the builder does), its exit code and output size, and the bytes the
 builder (`python -m reconciler.builder`, a real process on the committed repository) writes to
 stdout, which is what reaches the reconciler's observer log and state for one attempt. The
 baseline is a `python -c pass` child measured the same way in the same run; the ratios are
