@@ -296,7 +296,7 @@ def _print_review(review: RepoReview, problems: list[Problem]) -> None:
     if review.plan:
         for role, lines in sorted(review.plan.requirements.items()):
             listed = clip_lines(lines, MAX_LISTED, MAX_LINE_CHARS, "requirements")
-            print(f"{role:<9}{visible(', '.join(listed)) or '(no extra packages)'}")
+            print(f"{role + ' ':<9}{visible(', '.join(listed)) or '(no extra packages)'}")
     print("ok" if review.ok else f"{len(review.problems)} problem(s)")
 
 
