@@ -135,8 +135,9 @@ class Config(_Section):
         if parts.username is not None or parts.password is not None:
             raise ValueError(
                 "must not carry credentials (user:password@): they would be part of "
-                "every image reference, in state, status and logs; run `docker login "
-                f"{parts.hostname}` on the image-builder hosts (Docker's credential store)")
+                "every image reference, in state, status and logs; give the registry "
+                f"{parts.hostname} without them (the builders push without credentials: a "
+                "registry the image-builder hosts may push to)")
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
             raise ValueError(
                 f"registry {value!r} must be 'local' or a URL like http://127.0.0.1:5000"
