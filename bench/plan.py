@@ -23,7 +23,7 @@ from reconciler.core.plan import Action
 from reconciler.core.project import DesiredProject, Phase, ProjectRecord
 from reconciler.edges.settings import template_dirs
 from reconciler.edges.state import StateStore
-from reconciler.loop import Workspace
+from reconciler.workspace import Workspace
 
 SLA = """\
 customerID: team-{i}

@@ -27,12 +27,13 @@ from pathlib import Path
 import yaml
 from timing import median_seconds
 
+from reconciler.control.controller import Controller
 from reconciler.core.config import Config
 from reconciler.core.project import DesiredProject, Phase, ProjectRecord
 from reconciler.edges.desired import sla_files
 from reconciler.edges.settings import template_dirs
 from reconciler.edges.state import StateStore
-from reconciler.loop import Controller, Workspace
+from reconciler.workspace import Workspace
 
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 GIT_ENV = {
@@ -146,7 +147,7 @@ def rss_figures(files: int) -> None:
                    "watch"]
         watch = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         bare = subprocess.Popen([sys.executable, "-c",
-                                 "import reconciler.cli.commands, time; time.sleep(60)"])
+                                 "import reconciler.cli.reconcile, time; time.sleep(60)"])
         try:
             wait_idle(watch.pid)
             wait_idle(bare.pid)

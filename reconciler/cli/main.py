@@ -1,21 +1,22 @@
-"""The ``reconciler`` command: parse arguments, build the workspace, call the loop, print.
+"""The ``reconciler`` command: parse arguments, then run the one sub-command asked for.
 
 Decision: argparse, one sub-command per DESIGN §3 row; every global option also reads a
 ``RECONCILER_*`` variable, and every failure that is not the user's data ends in exit 2 with
-one line on stderr, never a traceback.
+one line on stderr, never a traceback. Only the module of the command that runs is imported
+(``COMMANDS``), so a read command starts without the Docker client, the controller or rich.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from reconciler import __version__
-from reconciler.cli import commands
-from reconciler.edges.settings import ConfigError, check_environment
+from reconciler.core.errors import ConfigError
 from reconciler.edges.state import LockHeld
 
 ERROR = 2
@@ -84,18 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "validate": commands.validate,
-    "plan": commands.plan,
-    "apply": commands.apply,
-    "watch": commands.watch,
-    "retry": commands.retry,
-    "status": commands.status,
-    "logs": commands.logs,
-    "check-repo": commands.check_repo,
-    "doctor": commands.doctor,
-    "build-builder": commands.build_builder,
+# Command -> (module in reconciler.cli, function): imported only when that command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("commands", "validate"),
+    "plan": ("commands", "plan"),
+    "apply": ("reconcile", "apply"),
+    "watch": ("reconcile", "watch"),
+    "retry": ("commands", "retry"),
+    "status": ("read_commands", "status"),
+    "logs": ("read_commands", "logs"),
+    "check-repo": ("check_repo", "check_repo"),
+    "doctor": ("doctor", "doctor"),
+    "build-builder": ("doctor", "build_builder"),
 }
+
+
+def handler(command: str) -> Callable[[argparse.Namespace], int]:
+    module, function = COMMANDS[command]
+    found: Callable[[argparse.Namespace], int] = getattr(
+        importlib.import_module(f"reconciler.cli.{module}"), function)
+    return found
 
 
 # The variables the command line itself reads (every configuration key has one too).
@@ -108,8 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.desired, args.state = Path(args.desired), Path(args.state)
     try:
-        check_environment(os.environ, OPTION_VARIABLES)
-        return HANDLERS[args.command](args)
+        check_environment(os.environ)
+        return handler(args.command)(args)
     except (ConfigError, LockHeld) as error:
         print(f"reconciler: {error}", file=sys.stderr)
         return ERROR
@@ -120,3 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"reconciler: {type(error).__name__}: {error}", file=sys.stderr)
         return ERROR
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse RECONCILER_* variables that nothing reads (edges/settings.py says which do).
+    The configuration machinery is loaded only when such a variable is set at all."""
+    if any(v.startswith("RECONCILER_") and v not in OPTION_VARIABLES for v in environ):
+        from reconciler.edges.settings import check_environment as check_against_config
+
+        check_against_config(environ, OPTION_VARIABLES)

@@ -1,25 +1,24 @@
-"""Presentation: status rows, the status table and the live progress of ``apply --wait``.
+"""Presentation: status rows and the status table, as JSON, plain lines or rich's table.
 
-Decision: a terminal gets rich's table and a live per-project view; anything else (a pipe, a
-CI log) gets plain, stable lines, because that is what scripts and log collectors read.
+Decision: a terminal gets rich's table; anything else (a pipe, a CI log) gets plain, stable
+lines, because that is what scripts and log collectors read. Only the terminal pays for
+importing rich: ``status --json`` and piped output never load it.
 """
 
 from __future__ import annotations
 
+import json
 import sys
-import threading
-import time
-from types import TracebackType
 from typing import Any, TextIO
 
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
-
-from reconciler.core.project import ProjectRecord
+from reconciler.core.record import ProjectRecord
 from reconciler.core.text import visible
 from reconciler.edges.state import StateStore
+
+
+def dump_json(value: object) -> None:
+    json.dump(value, sys.stdout, indent=2)
+    sys.stdout.write("\n")
 
 
 def status_row(record: ProjectRecord, store: StateStore) -> dict[str, Any]:
@@ -34,6 +33,7 @@ def status_row(record: ProjectRecord, store: StateStore) -> dict[str, Any]:
         "repair_diffs": [repair.as_json() for repair in record.repair_diffs],
         "base_image": record.base_image,
         "error": record.error,
+        "error_category": record.error_category,
         "observer_log": str(store.observer_path(record.project)),
         "sla_file": record.sla_file,
         "source": record.source,
@@ -52,82 +52,21 @@ def print_status(rows: list[dict[str, Any]], out: TextIO) -> None:
     """Every cell is data (an error may quote an SLA value): shown as plain text, never read as
     rich markup, with terminal control made visible."""
     if out.isatty():
-        table = Table("project", "phase", "commit", "images / error", "desired source")
-        for row in rows:
-            detail = row["error"] or "\n".join(row["images"].values())
-            table.add_row(_plain(row["project"]), _coloured(row["phase"]),
-                          _short(row["commit"]), _plain(detail), _plain(_source(row["source"])))
-        Console(file=out).print(table)
+        from reconciler.cli.terminal import print_table  # rich: ~100 ms, for a terminal only
+
+        print_table(rows, out)
         return
     for row in rows:
         detail = row["error"] or " ".join(f"{k}={v}" for k, v in sorted(row["images"].items()))
-        out.write(visible(f"{row['project']}\t{row['phase']}\t{_short(row['commit'])}\t{detail}"
-                          f"\t{_source(row['source'])}") + "\n")
+        out.write(visible(f"{row['project']}\t{row['phase']}\t{short_commit(row['commit'])}"
+                          f"\t{detail}\t{source_text(row['source'])}") + "\n")
 
 
-def _plain(text: str) -> Text:
-    return Text(visible(text, keep_newlines=True))
-
-
-class Progress:
-    """Receives (project, stage text) reports from the pass, from any thread."""
-
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
-        self.live = out.isatty()
-        self._lock = threading.Lock()
-        self._stages: dict[str, tuple[str, float]] = {}
-        self._view: Live | None = None
-
-    def __call__(self, project: str, stage: str) -> None:
-        with self._lock:
-            # Elapsed time counts from the project's first report in this pass.
-            since = self._stages.get(project, (stage, time.monotonic()))[1]
-            self._stages[project] = (stage, since)
-            if self._view is not None:
-                self._view.update(self._table())
-            elif not self.live:
-                self.out.write(visible(f"{project}: {stage}") + "\n")
-                self.out.flush()
-
-    def __enter__(self) -> Progress:
-        if self.live:
-            self._view = Live(
-                self._table(), console=Console(file=self.out), refresh_per_second=4,
-                get_renderable=self._table,
-            )
-            self._view.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        if self._view is not None:
-            self._view.__exit__(kind, value, trace)
-            self._view = None
-
-    def _table(self) -> Table:
-        table = Table("project", "stage", "elapsed")
-        now = time.monotonic()
-        for project, (stage, since) in sorted(self._stages.items()):
-            table.add_row(_plain(project), _plain(stage), f"{now - since:5.1f}s")
-        return table
-
-
-def _source(source: dict[str, str] | None) -> str:
+def source_text(source: dict[str, str] | None) -> str:
     if not source:
         return "-"
     return f"{source['commit'][:12]} {source['author']} {source['date']}"
 
 
-def _short(commit: str | None) -> str:
+def short_commit(commit: str | None) -> str:
     return commit[:12] if commit else "-"
-
-
-def _coloured(phase: str) -> Text:
-    colour = {"ready": "green", "failed": "red", "invalid": "red", "corrupt": "red",
-              "building": "yellow"}
-    return Text(phase, style=colour.get(phase, "white"))

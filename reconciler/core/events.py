@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.builder.repairs import Repair
+from reconciler.core.failure import INFRASTRUCTURE, Failure
 from reconciler.core.text import cut_lines, shown
 
 # Per event: a message, its details (the last lines of a tool's output), the repairs of a
@@ -40,7 +41,20 @@ class Outcome:
     repairs: tuple[str, ...] = ()
     repair_diffs: tuple[Repair, ...] = ()  # the builder's own repair values
     base_image: str | None = None  # the FROM image the builder chose; None: the default base
-    error: str | None = None
+    failure: Failure | None = None
+
+    @property
+    def error(self) -> str | None:
+        """The failure as people read it (None after a success)."""
+        return self.failure.text if self.failure is not None else None
+
+
+def translate(event: dict[str, Any]) -> tuple[list[LogLine], Outcome | None]:
+    """An event's observer-log lines, and the build's outcome when it is the result."""
+    if event.get("type") != "result":
+        return event_lines(event), None
+    outcome = outcome_of(event)
+    return _result_lines(event, outcome), outcome
 
 
 def event_lines(event: dict[str, Any]) -> list[LogLine]:
@@ -56,7 +70,7 @@ def event_lines(event: dict[str, Any]) -> list[LogLine]:
         level = level if level in ("INFO", "WARN", "ERROR") else "INFO"
         return [LogLine(level, stage, _text(event.get("message"), "-"), _details(event))]
     if kind == "result":
-        return _result_lines(event)
+        return _result_lines(event, outcome_of(event))
     return [LogLine("WARN", "builder", shown(f"unrecognised builder event: {event}",
                                                MESSAGE_LIMIT))]
 
@@ -78,29 +92,29 @@ def outcome_of(event: dict[str, Any]) -> Outcome:
             base_image=_text(event.get("base_image"), "") or None,
         )
     error = _mapping(event.get("error"))
-    return Outcome(ok=False, timings=timings, error=error_summary(error))
+    return Outcome(ok=False, timings=timings, failure=failure_of(error))
+
+
+def failure_of(error: dict[str, Any]) -> Failure:
+    """The failure a result's ``error`` object reports; its hint follows the message."""
+    category = _text(error.get("category"), INFRASTRUCTURE, NAME_LIMIT)
+    message = _text(error.get("message"), "the builder reported a failure without a message")
+    hint = _text(error.get("hint"), "")
+    return Failure(category, message + (f"; {hint}" if hint else ""))
 
 
 def error_summary(error: dict[str, Any]) -> str:
-    category = _text(error.get("category"), "infrastructure", NAME_LIMIT)
-    message = _text(error.get("message"), "the builder reported a failure without a message")
-    hint = _text(error.get("hint"), "")
-    return f"{category}: {message}" + (f"; {hint}" if hint else "")
+    return failure_of(error).text
 
 
 def no_result_outcome(exit_code: int | None, last_lines: list[str]) -> Outcome:
     tail = f": {shown(last_lines[-1], VALUE_LIMIT)}" if last_lines else ""
-    return Outcome(
-        ok=False,
-        error=(
-            f"infrastructure: the builder exited with status {exit_code} without a result{tail};"
-            " check the builder image and the Docker engine"
-        ),
-    )
+    return Outcome(ok=False, failure=Failure(
+        INFRASTRUCTURE, f"the builder exited with status {exit_code} without a result{tail}; "
+        "check the builder image and the Docker engine"))
 
 
-def _result_lines(event: dict[str, Any]) -> list[LogLine]:
-    outcome = outcome_of(event)
+def _result_lines(event: dict[str, Any], outcome: Outcome) -> list[LogLine]:
     if outcome.ok:
         lines = [
             LogLine("INFO", "result", f"image {role} {ref} ({outcome.digests.get(role, '?')})")

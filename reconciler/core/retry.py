@@ -9,17 +9,17 @@ once the cause is gone.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from reconciler.core.config import Config
-from reconciler.core.project import Phase, ProjectRecord
+from reconciler.core.failure import BUILD_CATEGORIES, Failure
+from reconciler.core.record import Phase, ProjectRecord
 
-COUNTED_CATEGORIES = ("repo", "dependencies", "build", "push")
 
-
-def counts_as_attempt(error: str) -> bool:
-    """Errors are written ``<category>: <message>``; only build failures use an attempt."""
-    return error.split(":", 1)[0].strip() in COUNTED_CATEGORIES
+def counts_as_attempt(category: str) -> bool:
+    """Only failures of the build itself (repo, dependencies, build, push) use an attempt."""
+    return category in BUILD_CATEGORIES
 
 
 def backoff_seconds(attempts: int, base: float, cap: float) -> float:
@@ -31,17 +31,16 @@ def retry_time(now: datetime, attempts: int, base: float, cap: float) -> datetim
     return now + timedelta(seconds=backoff_seconds(attempts, base, cap))
 
 
-def failed_record(record: ProjectRecord, error: str, now: datetime,
+def failed_record(record: ProjectRecord, failure: Failure, now: datetime,
                   config: Config) -> ProjectRecord:
     """The record after a failure: attempts or waits, backoff and exhaustion."""
-    counted = counts_as_attempt(error)
+    counted = counts_as_attempt(failure.category)
     attempts = record.attempts + (1 if counted else 0)
     waits = 0 if counted else record.waits + 1
     exhausted = counted and attempts >= config.max_attempts
     retry_at = None if exhausted else retry_time(
         now, attempts if counted else waits, config.retry_base, config.retry_cap
     ).isoformat(timespec="milliseconds")
-    return record.model_copy(update={
-        "phase": Phase.failed, "error": error, "build": None, "attempts": attempts,
-        "waits": waits, "exhausted": exhausted, "retry_at": retry_at,
-    })
+    return replace(record, phase=Phase.failed, error=failure.text,
+                   error_category=failure.category, build=None, attempts=attempts,
+                   waits=waits, exhausted=exhausted, retry_at=retry_at)

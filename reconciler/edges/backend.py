@@ -18,6 +18,7 @@ from reconciler.core.config import HostConfig
 from reconciler.core.render import REQUEST_FILE
 
 Warn = Callable[[str], None]
+Tell = Callable[[str], None]  # one line for the operator (not a project's log)
 PLACED = "placed"  # Output.stream of a swarm builder's placement: "<node id> <hostname>"
 NO_HOST = (
     'no image-builder host: no [[hosts]] entry has addons = ["image-builder"]; '
@@ -90,8 +91,9 @@ class Backend(Protocol):
     def pick_host(self, warn: Warn) -> HostConfig:
         """Where the next builder goes; unreachable candidates are skipped with ``warn``."""
 
-    def builder_image(self, host: HostConfig) -> str:
-        """Make sure the builder image is usable there; returns the reference to run."""
+    def builder_image(self, host: HostConfig, tell: Tell) -> str:
+        """Make sure the builder image is usable there; returns the reference to run.
+        ``tell``: says when the image had to be built (it takes a while)."""
 
     def has_buildx(self, host: HostConfig) -> bool: ...
 

@@ -1,20 +1,37 @@
-"""Wall-clock and monotonic time, in one place so that timestamps have one format."""
+"""The clock: wall-clock and monotonic time, from one object that can be replaced in tests.
+
+Decision: nothing in the reconciler asks ``datetime.now`` or ``time.monotonic`` itself; the
+workspace hands one ``Clock`` to everything that needs the time, so a test can drive backoffs
+and timeouts with a clock it moves by hand.
+"""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Protocol
+
+from reconciler.core.times import utc_iso
+
+__all__ = ["Clock", "SystemClock", "utc_iso", "utc_now_iso"]
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for waits and intervals)."""
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
 
 def utc_now_iso() -> str:
     """ISO-8601 UTC with milliseconds, e.g. ``2026-11-28T01:24:20.123Z``."""
     return utc_iso(datetime.now(UTC))
-
-
-def utc_iso(moment: datetime) -> str:
-    """``moment`` (timezone-aware) in the format of :func:`utc_now_iso`."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def monotonic() -> float:
-    return time.monotonic()

@@ -25,6 +25,7 @@ from reconciler.edges.backend import (
     BackendError,
     Builder,
     Output,
+    Tell,
     Warn,
     split_lines,
     write_spec_files,
@@ -81,13 +82,13 @@ class ComposeBackend:
                                + "; start their engines or fix docker_host in [[hosts]]")
         return self.hosts[min(running, key=lambda name: running[name])]
 
-    def builder_image(self, host: HostConfig) -> str:
+    def builder_image(self, host: HostConfig, tell: Tell) -> str:
         image = self.config.builder.image
         if host.name not in self._images_ready:
             try:
                 if ensure_builder_image(host.docker_host, image, self.config.builder.base_image,
                                         self._template_dirs, force=False):
-                    print(f"built builder image {image} on {host.name}")
+                    tell(f"built builder image {image} on {host.name}")
             except BuilderImageError as error:
                 raise BackendError(str(error)) from None
             self._images_ready.add(host.name)

@@ -22,10 +22,10 @@ from typing import Any
 
 import yaml
 
+from reconciler.core.errors import ConfigError
 from reconciler.core.project import Desired, DesiredProject, InvalidProject
 from reconciler.core.repo_url import is_local, local_path
 from reconciler.core.sla import PROJECT_NAME, SlaError, parse_sla
-from reconciler.edges.settings import ConfigError
 
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_BYTES = 256 * 1024

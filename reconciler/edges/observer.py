@@ -64,7 +64,10 @@ class ObserverLog:
         at: str | None = None,
     ) -> None:
         """Append one event; ``at`` replaces the clock (builder events carry their own time)."""
-        text = format_event(at or self._clock(), level, stage, message, details)
+        self.append(project, format_event(at or self._clock(), level, stage, message, details))
+
+    def append(self, project: str, text: str) -> None:
+        """Append text already formatted by :func:`format_event` (one event or several)."""
         path = self._path_for(project)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._rotate_if_full(path)

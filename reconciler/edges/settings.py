@@ -16,15 +16,15 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from reconciler.core.config import Config
+from reconciler.core.errors import ConfigError
+
+__all__ = ["ConfigError", "check_environment", "config_path", "env_overrides", "load_config",
+           "template_dirs"]
 
 ENV_PREFIX = "RECONCILER_"
 DEFAULT_CONFIG_FILE = "reconciler.toml"
 PACKAGE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 SOURCE_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; ``str()`` says where and how to fix it."""
 
 
 def load_config(

@@ -19,9 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from pydantic import ValidationError
-
-from reconciler.core.project import Phase, ProjectRecord
+from reconciler.core.record import Phase, ProjectRecord, parse_record, record_json
 
 # Project names, storage keys of badly named files (`slug~hash`) and builder names: no dots or
 # slashes, so a key can never leave its directory.
@@ -67,7 +65,7 @@ class StateStore:
     def save(self, record: ProjectRecord) -> None:
         if record.phase is Phase.corrupt:  # a stand-in: the file on disk stays as it is
             raise ValueError(f"refusing to overwrite the corrupt record of {record.project}")
-        atomic_write(self.record_path(record.project), record.model_dump_json(indent=1))
+        atomic_write(self.record_path(record.project), record_json(record))
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -100,11 +98,11 @@ class StateStore:
     @staticmethod
     def _read(path: Path) -> ProjectRecord:
         try:
-            record = ProjectRecord.model_validate_json(path.read_bytes())
+            record = parse_record(path.read_bytes())
             if record.project == path.stem:
                 return record
             why = f"it names project {record.project[:80]!r}, not {path.stem!r}"
-        except (OSError, ValidationError, ValueError) as error:
+        except (OSError, ValueError) as error:
             why = _first_line(error)
         return ProjectRecord(
             project=path.stem, phase=Phase.corrupt, sla_file="",

@@ -28,6 +28,7 @@ from reconciler.edges.backend import (
     BackendError,
     Builder,
     Output,
+    Tell,
     Unschedulable,
     Warn,
     split_lines,
@@ -62,7 +63,7 @@ class SwarmBackend:
     def pick_host(self, warn: Warn) -> HostConfig:
         return self.manager
 
-    def builder_image(self, host: HostConfig) -> str:
+    def builder_image(self, host: HostConfig, tell: Tell) -> str:
         """Built on the manager, then pushed to the registry, where every node pulls it."""
         if self._image is None:
             local = self.config.builder.image

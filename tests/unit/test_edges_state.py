@@ -8,20 +8,23 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconciler.builder.repairs import Repair
 from reconciler.core.project import BuildRecord, Phase, ProjectRecord
+from reconciler.core.record import record_json
 from reconciler.edges.state import LockHeld, StateStore, atomic_write, checked_key
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-def record(name: str = "demo", **changes: object) -> ProjectRecord:
-    fields: dict[str, object] = {
+def record(name: str = "demo", **changes: Any) -> ProjectRecord:
+    fields: dict[str, Any] = {
         "project": name,
         "phase": Phase.building,
         "sla_file": f"desired/{name}.yaml",
@@ -33,8 +36,8 @@ def record(name: str = "demo", **changes: object) -> ProjectRecord:
         "digests": {"learner": "sha256:" + "3" * 64},
         "timings": {"clone": 1.5},
         "repairs": ["removed mlflow"],
-        "repair_diffs": [{"roles": ["learner"], "summary": "removed mlflow",
-                          "diff": ["- mlflow==2.9.2  # conda.yaml:7"]}],
+        "repair_diffs": [Repair(roles=("learner",), summary="removed mlflow",
+                                diff=("- mlflow==2.9.2  # conda.yaml:7",))],
         "base_image": "python:3.11-slim",
         "error": None,
         "build": BuildRecord(key="k" * 16, name="flops-build-demo-kkkkkkkkkkkk", host="local",
@@ -43,7 +46,7 @@ def record(name: str = "demo", **changes: object) -> ProjectRecord:
         "updated_at": "2026-01-01T00:00:01.000Z",
     }
     fields.update(changes)
-    return ProjectRecord.model_validate(fields)
+    return ProjectRecord(**fields)
 
 
 def files_in(directory: Path) -> list[str]:
@@ -99,7 +102,7 @@ def test_a_temp_file_left_by_a_crash_is_ignored(
     store = StateStore(tmp_path)
     store.save(record("x"))
     (store.projects_dir / ".x.json.123.tmp").write_text('{"project": "x", "pha')
-    (store.projects_dir / ".y.json.456.tmp").write_text(record("y").model_dump_json())
+    (store.projects_dir / ".y.json.456.tmp").write_text(record_json(record("y")))
     assert set(store.load_all()) == {"x"}
     assert store.load("x") == record("x")
     assert capsys.readouterr().err == ""
@@ -162,7 +165,7 @@ def test_a_record_that_is_not_utf8_or_names_another_project_is_corrupt(tmp_path:
     store = StateStore(tmp_path)
     store.projects_dir.mkdir(parents=True)
     (store.projects_dir / "bin.json").write_bytes(b"\xff\xfe{")
-    (store.projects_dir / "other.json").write_text(record("good").model_dump_json())
+    (store.projects_dir / "other.json").write_text(record_json(record("good")))
     records = store.load_all()
     assert {name: r.phase for name, r in records.items()} == {
         "bin": Phase.corrupt, "other": Phase.corrupt}

@@ -60,7 +60,7 @@ def record(name: str, files: dict[str, str], work: Path) -> list[dict[str, objec
     backend = ComposeBackend(config, lambda builder: root / "builds" / builder, templates)
     host = backend.pick_host(print)
     spec = builder_spec(project, commit, config, host, env,
-                        builder_image=backend.builder_image(host))
+                        builder_image=backend.builder_image(host, print))
     builder = backend.deploy(host, spec.name, render_compose(env, spec), render_request(spec))
     try:
         lines: list[dict[str, object]] = [

