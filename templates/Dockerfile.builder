@@ -1,6 +1,7 @@
 # The image-builder service's image (DESIGN §7): the standard-library builder program plus
 # PyYAML's pure-Python package. Build context, assembled by the reconciler:
-#   reconciler/__init__.py, reconciler/builder/*.py, yaml/ (copied from the host's PyYAML)
+#   reconciler/__init__.py, reconciler/protocol/*.py (the wire contract), reconciler/builder/*.py,
+#   yaml/ (copied from the host's PyYAML)
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
@@ -21,6 +22,7 @@ RUN mkdir -p /run/secrets
 
 COPY yaml/ /opt/flops/yaml/
 COPY reconciler/__init__.py /opt/flops/reconciler/__init__.py
+COPY reconciler/protocol/ /opt/flops/reconciler/protocol/
 COPY reconciler/builder/ /opt/flops/reconciler/builder/
 
 # Fail the image build, not the first project build, when the program cannot start.

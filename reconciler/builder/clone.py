@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+from reconciler.protocol.request import COMMIT
+
 GIT_TIMEOUT = 1800.0
 _SAFE_CONFIG = ("-c", "protocol.ext.allow=never", "-c", "safe.directory=*")
 # Variables that would point git at another repository than the one being built.

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import re
 
+from reconciler.protocol.request import IMAGE_REFERENCE
+
 CONDA_PACKAGES_FILE = ".flops/conda-packages.txt"
 CONDA_CHANNELS_FILE = ".flops/conda-channels.txt"
-IMAGE_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 _FROM = re.compile(
     r"^(?P<lead>[ \t]*FROM[ \t]+(?:--\S+[ \t]+)*)(?P<image>\S+)(?P<rest>[^\n]*)$",
     re.MULTILINE | re.IGNORECASE,

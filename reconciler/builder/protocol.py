@@ -1,108 +1,29 @@
-"""The wire protocol between the reconciler and the builder container.
+"""The builder's side of the wire contract: writing events, each clipped to its bounds.
 
-Decision: the builder is told everything through one JSON document in a read-only file,
-``/run/secrets/flops-build-request`` (compose bind-mounts it from a 0600 file beside the
-rendered spec, a swarm turns it into a secret of the builder's stack; both go with the
-builder), and answers only through stdout, one JSON object per line. The request can hold a
-package index token or a proxy password and a CA bundle of any size, so it is never put into
-the environment, the spec or a command line. Nothing else (no shared volume, no callback port)
-crosses the container boundary, so a result survives a reconciler crash: it stays in the
-exited container's log until it is harvested.
-
-This module is standard-library only; it runs inside the builder image.
-
-Request (the file ``/run/secrets/flops-build-request``)::
-
-    {"project": str, "build_key": str,
-     "repo_url": str,            # what the builder clones (may be a path inside the container)
-     "source_url": str,          # the SLA's ml_repo_url, for labels and messages
-     "commit": str,              # 40 hex digits, already resolved by the reconciler
-     "ref": str | null,          # the ref the commit came from, a hint for a shallow fetch
-     "flavor": str, "platforms": [str], "use_devel_base_images": bool,
-     "images": {"learner": ref, "aggregator": ref},
-     "push": bool,               # false in registry "local" mode: images stay in the engine
-     "dockerfiles": {"learner": str, "aggregator": str},   # rendered by the reconciler
-     "labels": {str: str},       # common labels for every image
-     "builder_version": str,
-     "python_images": {"3.10": "image:tag", ...},   # optional: FL-actor base per python
-     "conda_base_image": str | null,                # optional: base with conda/mamba
-     "build_args": {"PIP_INDEX_URL": str, ...},     # optional: air-gapped / proxied sites
-     "build_network": str | null,                   # optional: network of the RUN steps
-     "ca_bundle": str}                              # optional: extra CA bundle (PEM) for pip
-
-``build_args`` may set only PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_TRUSTED_HOST,
-HTTP_PROXY, HTTPS_PROXY and NO_PROXY: the FL-actor Dockerfile declares exactly these ARGs, so
-they reach the dependency step without staying in the image. ``ca_bundle`` is written to
-``.flops/ca-bundle.pem`` and trusted by pip while the dependencies install.
-
-``python_images`` (optional; absent or ``{}`` = always the base image of the rendered
-Dockerfile, the python pin is only recorded): keys are ``major.minor`` versions. When the
-repository pins python (``python=3.10``, ``python==3.10.*``, ``python 3.10``,
-``python>=3.10,<3.11``, ...) the newest key the pin allows selects the image; the builder
-writes it into the first ``FROM`` line of both Dockerfiles. A pin that allows no key is a
-``dependencies`` error naming the pin and the keys; no pin keeps the rendered base.
-
-``conda_base_image`` (optional): a conda-capable image (conda, mamba or micromamba on PATH).
-When conda.yaml lists conda-only packages (cudatoolkit, cudnn, ...) the images build FROM it,
-and the builder writes the packages (plus the python pin) to ``.flops/conda-packages.txt`` and
-the channels to ``.flops/conda-channels.txt``; a Dockerfile that does not mention
-``conda-packages.txt`` gets a COPY/RUN step installing them right after its ``FROM`` line.
-Without it, conda-only packages are a ``dependencies`` error listing them.
-
-Events (stdout, one per line)::
-
-    {"type": "stage", "stage": S, "state": "start"}
-    {"type": "stage", "stage": S, "state": "end", "seconds": float}
-    {"type": "log", "level": "INFO"|"WARN"|"ERROR", "stage": S, "message": str,
-     "details": [str]}                      # details optional: multi-line tool output
-    {"type": "result", "ok": true, "images": {role: ref}, "digests": {role: str},
-     "timings": {stage: seconds}, "repairs": [str],
-     "repair_diffs": [{"roles": [role], "summary": str, "diff": [str]}],
-     "base_image": str | null}              # the FROM image used, when the builder chose it
-    {"type": "result", "ok": false, "error": {"category": C, "stage": S, "message": str,
-     "hint": str, "details": [str]}, "timings": {...}}
-
-Bounds (limits.py holds every cap): ``emit`` clips each event before writing it. A message or
-hint keeps at most 2,000 characters, a detail line, repair summary or diff line 500; ``details``
-and each repair's ``diff`` keep at most 20 lines, ``repairs`` and ``repair_diffs`` at most 50
-entries; a clipped value ends with ``... (truncated, N more characters|lines|repairs)`` (in
-``repair_diffs`` a last ``{"roles": [], "summary": "... (truncated, N more repairs)", "diff":
-[]}``). If the line is still longer than 64 KiB (``MAX_EVENT_BYTES``), the caps are tightened
-until it fits; images, digests and timings are never clipped. Log events stop after 256 KiB
-(``MAX_LOG_BYTES``) and one WARN log event counts the ones not sent, so one build writes at
-most about 400 KiB: the log events, that WARN, at most 14 stage events and one result.
-
-Each dependency repair is a WARN log event of stage ``dependencies`` whose message is the
-summary and whose details are the diff lines (``- <as written>  # <file:line>``,
-``+ <installed instead>``, ``  <kept>  # <file:line> (kept)``); ``repairs`` holds the
-summaries, ``repair_diffs`` the whole repairs, and each image's ``flops.repairs`` label the
-repairs of its role as a compact JSON array of the same objects.
-
-Stages: ``clone``, ``check``, ``dependencies``, ``build:<role>``, ``push:<role>``.
-Error categories: ``repo``, ``dependencies``, ``build``, ``push``, ``infrastructure``.
-The process exits 0 after an ok result and 1 after a failed one.
+Decision: the contract itself (the request file, the events and their kinds) is
+``reconciler/protocol/``, shared with the reconciler; this module adds only what the builder
+does with it, ``emit``, which bounds every event (``limits.py``) before it reaches stdout.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, TextIO
+
+from reconciler.protocol.events import (
+    CATEGORIES,
+    LEVELS,
+    REQUEST_FILE,
+    REQUEST_FILE_ENV,
+    REQUEST_SECRET,
+    ROLES,
+    decode,
+    encode,
+)
 
 from .limits import bounded_event
 
-# The request is a file: /run/secrets/<REQUEST_SECRET> (a compose bind mount or a swarm secret);
-# REQUEST_FILE_ENV may name another path (tests, a builder run by hand).
-REQUEST_SECRET = "flops-build-request"
-REQUEST_FILE = f"/run/secrets/{REQUEST_SECRET}"
-REQUEST_FILE_ENV = "FLOPS_BUILD_REQUEST_FILE"
-ROLES = ("learner", "aggregator")
-CATEGORIES = ("repo", "dependencies", "build", "push", "infrastructure")
-LEVELS = ("INFO", "WARN", "ERROR")
-
-
-def encode(event: dict[str, Any]) -> str:
-    """One event as one line; ensure_ascii keeps the line free of stray line separators."""
-    return json.dumps(event, ensure_ascii=True, separators=(",", ":"))
+__all__ = ["CATEGORIES", "LEVELS", "REQUEST_FILE", "REQUEST_FILE_ENV", "REQUEST_SECRET", "ROLES",
+           "decode", "emit", "encode"]
 
 
 def emit(event: dict[str, Any], stream: TextIO) -> int:
@@ -111,17 +32,3 @@ def emit(event: dict[str, Any], stream: TextIO) -> int:
     stream.write(line + "\n")
     stream.flush()
     return len(line) + 1
-
-
-def decode(line: str) -> dict[str, Any] | None:
-    """An event from one line of builder output, or None when the line is not an event."""
-    line = line.strip()
-    if not line.startswith("{"):
-        return None
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
-        return None
-    return value

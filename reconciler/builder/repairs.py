@@ -16,26 +16,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+
+from reconciler.protocol.repair import Repair
 
 from .limits import MAX_LABEL_BYTES, clip_repairs, fit
 from .protocol import ROLES
 
+__all__ = ["BOTH_ROLES", "REPAIRS_LABEL", "Repair", "added", "kept", "label_value", "removed"]
+
 REPAIRS_LABEL = "flops.repairs"
 BOTH_ROLES = " and ".join(ROLES)  # how a summary starts when a repair applies to every role
-
-
-@dataclass(frozen=True)
-class Repair:
-    """One change to the requirements the repository asked for."""
-
-    roles: tuple[str, ...]
-    summary: str  # one line, starting with the roles: "learner: removed mlflow==2.9.2 (...)"
-    diff: tuple[str, ...]
-
-    def as_json(self) -> dict[str, Any]:
-        return {"roles": list(self.roles), "summary": self.summary, "diff": list(self.diff)}
 
 
 def removed(text: str, origin: str) -> str:

@@ -11,127 +11,42 @@ output stays under the bound documented in protocol.py.
 from __future__ import annotations
 
 import contextlib
-import json
-import re
 import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+from reconciler.protocol import request as protocol_request
+from reconciler.protocol.request import BuildRequest, RequestError
 
 from . import protocol
 from .baseimage import ImageOptions
 from .checks import check_structure
-from .clone import COMMIT, CloneError, clone
+from .clone import CloneError, clone
 from .context import dockerfile_path, write_flops_dir, write_tar
 from .deps import DependencyPlan, plan_dependencies
-from .dockerfile import IMAGE_REFERENCE, base_image, with_base_image, with_conda_hook
+from .dockerfile import base_image, with_base_image, with_conda_hook
 from .engine import Engine, EngineError, EngineUnreachable, split_reference
 from .limits import MAX_LOG_BYTES, size_text
 from .problems import StageFailure, failure_from_problems
 from .repairs import REPAIRS_LABEL
-from .versions import parse_series
 
 EngineFactory = Callable[[], Engine]
-# The only build arguments a request may set: the FL-actor Dockerfile declares exactly these.
-BUILD_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "HTTP_PROXY",
-              "HTTPS_PROXY", "NO_PROXY")
-NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
-@dataclass(frozen=True)
-class Request:
-    """The fields of the build request the builder acts on (see protocol.py)."""
-
-    project: str
-    repo_url: str
-    source_url: str
-    commit: str
-    ref: str | None
-    platforms: list[str]
-    images: dict[str, str]
-    dockerfiles: dict[str, str]
-    labels: dict[str, str]
-    push: bool
-    options: ImageOptions = field(default_factory=ImageOptions)
-    build_args: dict[str, str] = field(default_factory=dict)
-    build_network: str | None = None
-    ca_bundle: str = ""
-
-
-def parse_request(raw: str | None) -> Request:
-    """The validated request; StageFailure (infrastructure) naming the first bad field."""
-    def bad(what: str) -> StageFailure:
-        return StageFailure(
-            "infrastructure", f"malformed build request: {what}",
-            f"the reconciler must mount a JSON request at {protocol.REQUEST_FILE} "
-            "(see protocol.py)",
-        )
-
-    if not raw:
-        raise bad(f"{protocol.REQUEST_FILE} is missing or empty")
+def parse_request(raw: str | None) -> BuildRequest:
+    """The request (``reconciler/protocol/request.py`` parses it); StageFailure
+    (infrastructure) naming the first bad field."""
     try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise bad(f"not JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise bad("not a JSON object")
-    for key in ("project", "repo_url", "commit"):
-        if not isinstance(data.get(key), str) or not data[key]:
-            raise bad(f"{key!r} must be a non-empty string")
-    if not COMMIT.match(data["commit"]):
-        raise bad(f"'commit' must be a full hex commit id, not {data['commit']!r}")
-    for key in ("images", "dockerfiles"):
-        value = data.get(key)
-        if not isinstance(value, dict) or any(
-            not isinstance(value.get(role), str) or not value[role] for role in protocol.ROLES
-        ):
-            raise bad(f"{key!r} must map each of {', '.join(protocol.ROLES)} to a string")
-    labels = data.get("labels") or {}
-    if not isinstance(labels, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
-        raise bad("'labels' must map strings to strings")
-    platforms = data.get("platforms") or []
-    if not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms):
-        raise bad("'platforms' must be a list of strings")
-    ref = data.get("ref")
-    python_images = data.get("python_images") or {}
-    if not isinstance(python_images, dict) or not all(
-        isinstance(k, str) and parse_series(k) is not None
-        and isinstance(v, str) and IMAGE_REFERENCE.match(v)
-        for k, v in python_images.items()
-    ):
-        raise bad("'python_images' must map python versions like \"3.10\" to image references")
-    conda_base = data.get("conda_base_image") or None
-    if conda_base is not None and not (
-        isinstance(conda_base, str) and IMAGE_REFERENCE.match(conda_base)
-    ):
-        raise bad("'conda_base_image' must be an image reference")
-    build_args = data.get("build_args") or {}
-    if not isinstance(build_args, dict) or not all(
-        isinstance(k, str) and k in BUILD_ARGS and isinstance(v, str)
-        for k, v in build_args.items()
-    ):
-        raise bad(f"'build_args' may only set {', '.join(BUILD_ARGS)} to strings")
-    network = data.get("build_network") or None
-    if network is not None and not (isinstance(network, str) and NETWORK.match(network)):
-        raise bad("'build_network' must be a Docker network name")
-    ca_bundle = data.get("ca_bundle") or ""
-    if not isinstance(ca_bundle, str):
-        raise bad("'ca_bundle' must be PEM text")
-    return Request(
-        project=data["project"], repo_url=data["repo_url"],
-        source_url=str(data.get("source_url") or data["repo_url"]), commit=data["commit"],
-        ref=ref if isinstance(ref, str) and ref else None, platforms=platforms,
-        images={r: data["images"][r] for r in protocol.ROLES},
-        dockerfiles={r: data["dockerfiles"][r] for r in protocol.ROLES},
-        labels=labels, push=data.get("push") is True,
-        options=ImageOptions(dict(python_images), conda_base),
-        build_args=dict(build_args), build_network=network, ca_bundle=ca_bundle,
-    )
+        return protocol_request.parse_request(raw)
+    except RequestError as error:
+        raise StageFailure(
+            "infrastructure", f"malformed build request: {error}",
+            f"the reconciler must mount a JSON request at {protocol.REQUEST_FILE} "
+            "(see reconciler/protocol/)",
+        ) from error
 
 
 class Reporter:
@@ -227,7 +142,7 @@ def run(
 
 
 def _stages(
-    request: Request, repo_dir: Path, reporter: Reporter, engine_factory: EngineFactory
+    request: BuildRequest, repo_dir: Path, reporter: Reporter, engine_factory: EngineFactory
 ) -> int:
     with reporter.stage("clone"):
         try:
@@ -248,7 +163,8 @@ def _stages(
                      "defines ModelManager with every required method, what it imports from "
                      "data_manager.py is defined there, the dependency files parse)")
     with reporter.stage("dependencies"):
-        plan = plan_dependencies(repo_dir, request.options)
+        plan = plan_dependencies(repo_dir, ImageOptions(request.python_images,
+                                                        request.conda_base_image))
         if plan.problems:
             raise failure_from_problems(plan.problems)
         for note in plan.notes:
@@ -260,7 +176,7 @@ def _stages(
     return reporter.succeeded(dict(request.images), digests, plan)
 
 
-def _dockerfiles(request: Request, plan: DependencyPlan) -> dict[str, str]:
+def _dockerfiles(request: BuildRequest, plan: DependencyPlan) -> dict[str, str]:
     """The request's Dockerfiles with the plan's base image and conda hook applied."""
     result: dict[str, str] = {}
     for role, text in request.dockerfiles.items():
@@ -279,7 +195,7 @@ def _dockerfiles(request: Request, plan: DependencyPlan) -> dict[str, str]:
 
 
 def _build(
-    request: Request, repo_dir: Path, plan: DependencyPlan, dockerfiles: dict[str, str],
+    request: BuildRequest, repo_dir: Path, plan: DependencyPlan, dockerfiles: dict[str, str],
     reporter: Reporter, engine: Engine,
 ) -> dict[str, str]:
     replaced = write_flops_dir(repo_dir, dockerfiles, plan.requirements, plan.conda_packages,
@@ -307,7 +223,7 @@ def _build(
     return ids
 
 
-def _warn_platforms(request: Request, reporter: Reporter, engine: Engine) -> None:
+def _warn_platforms(request: BuildRequest, reporter: Reporter, engine: Engine) -> None:
     try:
         native = engine.platform()
     except EngineUnreachable as exc:
@@ -359,7 +275,7 @@ def _build_failure(exc: EngineError, role: str, dockerfile: str) -> StageFailure
     )
 
 
-def _push(request: Request, reporter: Reporter, engine: Engine) -> dict[str, str]:
+def _push(request: BuildRequest, reporter: Reporter, engine: Engine) -> dict[str, str]:
     digests: dict[str, str] = {}
     for role in protocol.ROLES:
         ref = request.images[role]

@@ -14,7 +14,6 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from reconciler.builder.protocol import decode
 from reconciler.control.book import RecordBook
 from reconciler.control.outages import Outages
 from reconciler.control.reports import Notice, Report, StageReport
@@ -25,6 +24,7 @@ from reconciler.core.failure import Failure, infrastructure
 from reconciler.core.project import BuildRecord, DesiredProject
 from reconciler.core.render import render_compose, render_request
 from reconciler.edges.backend import PLACED, BackendError, Builder, Unschedulable
+from reconciler.protocol.events import decode
 from reconciler.workspace import Workspace
 
 # One attempt's share of the observer log: at most EVENT_LIMIT events (each bounded by
@@ -100,7 +100,7 @@ class BuildRunner:
                             ca_bundle=ca_bundle, builder_image=image,
                             stack=self.config.backend == "swarm")
         build = transitions.new_build(key=spec.build_key, name=spec.name, host=host.name,
-                                      commit=commit, images=spec.request["images"],
+                                      commit=commit, images=spec.request.images,
                                       leader=leader.name, now=self.clock.now())
         self.book.change(leader.name, lambda have: transitions.building(have, build))
         for rider in riders:

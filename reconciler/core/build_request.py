@@ -21,6 +21,7 @@ from reconciler.core.render import (
     render_actor_dockerfile,
 )
 from reconciler.core.repo_url import is_local, local_path
+from reconciler.protocol.request import BuildRequest
 
 
 def image_labels(project: DesiredProject, commit: str, key: str) -> dict[str, str]:
@@ -62,30 +63,30 @@ def builder_spec(
     sla = project.sla
     key = project_build_key(project, commit, config)
     local = is_local(sla.ml_repo_url)
-    request: dict[str, Any] = {
-        "project": project.name,
-        "build_key": key,
-        "repo_url": REPO_MOUNT if local else sla.ml_repo_url,
-        "source_url": sla.ml_repo_url,
-        "commit": commit,
-        "ref": sla.ml_repo_ref,
-        "flavor": sla.ml_model_flavor.value,
-        "platforms": [p.value for p in sla.supported_platforms],
-        "use_devel_base_images": sla.use_devel_base_images,
-        "images": image_refs(config.image_prefix, sla.ml_repo_url, commit),
-        "push": not config.local_registry,
-        "dockerfiles": {
+    request = BuildRequest(
+        project=project.name,
+        build_key=key,
+        repo_url=REPO_MOUNT if local else sla.ml_repo_url,
+        source_url=sla.ml_repo_url,
+        commit=commit,
+        ref=sla.ml_repo_ref,
+        flavor=sla.ml_model_flavor.value,
+        platforms=[p.value for p in sla.supported_platforms],
+        use_devel_base_images=sla.use_devel_base_images,
+        images=image_refs(config.image_prefix, sla.ml_repo_url, commit),
+        push=not config.local_registry,
+        dockerfiles={
             role: render_actor_dockerfile(env, role=role, base_image=config.images.base_image)
             for role in ROLES
         },
-        "labels": image_labels(project, commit, key),
-        "builder_version": __version__,
-        "python_images": dict(config.images.python),
-        "conda_base_image": config.images.conda_base_image,
-        "build_args": config.build.build_args(),
-        "build_network": config.build.network,
-        "ca_bundle": ca_bundle,
-    }
+        labels=image_labels(project, commit, key),
+        builder_version=__version__,
+        python_images=dict(config.images.python),
+        conda_base_image=config.images.conda_base_image,
+        build_args=config.build.build_args(),
+        build_network=config.build.network,
+        ca_bundle=ca_bundle,
+    )
     return BuilderSpec(
         name=builder_name(project.name, key),
         project=project.name,

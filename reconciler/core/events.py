@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.builder.repairs import Repair
 from reconciler.core.failure import INFRASTRUCTURE, Failure
 from reconciler.core.text import cut_lines, shown
+from reconciler.protocol.repair import Repair
 
 # Per event: a message, its details (the last lines of a tool's output), the repairs of a
 # result; names and values of its maps. With these, one event is at most about 8 KB of log.

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any, TypeVar, Union, cast, get_args, get_origin, get_type_hints
 
-from reconciler.builder.repairs import Repair
+from reconciler.protocol.repair import Repair
 
 
 class Phase(StrEnum):

@@ -13,12 +13,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from reconciler import __version__
-from reconciler.builder.protocol import REQUEST_SECRET
+from reconciler.protocol.events import REQUEST_SECRET
+from reconciler.protocol.request import BuildRequest, request_json
 
 COMPOSE_TEMPLATE = "builder-compose.yaml.j2"
 ACTOR_DOCKERFILE_TEMPLATE = "Dockerfile.actor.j2"
@@ -60,7 +60,7 @@ def make_environment(template_dirs: Sequence[Path]) -> Environment:
 
 @dataclass(frozen=True)
 class BuilderSpec:
-    """Everything the compose template needs; the request is already JSON-ready data."""
+    """Everything the compose template needs, and the request that goes beside it."""
 
     name: str
     project: str
@@ -68,14 +68,14 @@ class BuilderSpec:
     image: str
     network: str
     docker_socket: str
-    request: dict[str, Any]  # goes to the builder as a file, never into the spec
+    request: BuildRequest  # goes to the builder as a file, never into the spec
     repo_mount: str | None = None  # host path of a local ML repository, mounted read-only
     stack: bool = False  # for `docker stack deploy` (swarm) rather than `docker compose`
 
 
 def render_request(spec: BuilderSpec) -> str:
     """The request document the builder reads from its secret file."""
-    return json.dumps(spec.request, ensure_ascii=True, separators=(",", ":"))
+    return request_json(spec.request)
 
 
 def render_compose(env: Environment, spec: BuilderSpec) -> str:

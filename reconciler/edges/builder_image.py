@@ -28,11 +28,13 @@ class BuilderImageError(RuntimeError):
 
 
 def context_files(template_dirs: list[Path]) -> dict[str, Path]:
-    """Build-context path -> source file: the builder program, PyYAML's pure-Python code."""
+    """Build-context path -> source file: the builder program, the wire contract it shares
+    with the reconciler, PyYAML's pure-Python code."""
     package = Path(reconciler.__file__).parent
     files = {"reconciler/__init__.py": package / "__init__.py"}
-    for source in sorted((package / "builder").glob("*.py")):
-        files[f"reconciler/builder/{source.name}"] = source
+    for folder in ("builder", "protocol"):
+        for source in sorted((package / folder).glob("*.py")):
+            files[f"reconciler/{folder}/{source.name}"] = source
     for source in sorted(Path(yaml.__file__).parent.glob("*.py")):
         files[f"yaml/{source.name}"] = source
     files["Dockerfile"] = _find(template_dirs, BUILDER_DOCKERFILE)

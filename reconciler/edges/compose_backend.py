@@ -17,7 +17,6 @@ from pathlib import Path
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
-from reconciler.builder.protocol import REQUEST_FILE as REQUEST_PATH
 from reconciler.core.config import Config, HostConfig
 from reconciler.core.render import REQUEST_FILE
 from reconciler.edges.backend import (
@@ -32,6 +31,7 @@ from reconciler.edges.backend import (
 )
 from reconciler.edges.builder_image import BuilderImageError, ensure_builder_image
 from reconciler.edges.docker_errors import last_line
+from reconciler.protocol.events import REQUEST_FILE as REQUEST_PATH
 
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 BUILDER_LABEL = "flops.role=image-builder"

@@ -42,9 +42,9 @@ def parsed_compose(text: str) -> dict[str, Any]:
 def test_local_mode_names_images_after_the_commit_and_does_not_push() -> None:
     spec = builder_spec(project(), COMMIT, Config(), HOST, ENV)
     request = spec.request
-    assert request["push"] is False
-    assert request["commit"] == COMMIT
-    assert request["images"] == {
+    assert request.push is False
+    assert request.commit == COMMIT
+    assert request.images == {
         role: f"{LOCAL_REGISTRY_PREFIX}/owner/repo/{role}:{COMMIT}" for role in ROLES
     }
 
@@ -52,29 +52,29 @@ def test_local_mode_names_images_after_the_commit_and_does_not_push() -> None:
 def test_a_registry_url_prefixes_the_images_and_pushes() -> None:
     config = Config(registry="http://127.0.0.1:5000/")
     request = builder_spec(project(), COMMIT, config, HOST, ENV).request
-    assert request["push"] is True
+    assert request.push is True
     for role in ROLES:
-        assert request["images"][role] == f"127.0.0.1:5000/owner/repo/{role}:{COMMIT}"
+        assert request.images[role] == f"127.0.0.1:5000/owner/repo/{role}:{COMMIT}"
 
 
 def test_the_request_carries_the_sla_image_inputs() -> None:
     sla_project = project(ml_repo_ref="v2", supported_platforms=["linux/arm64", "linux/amd64"],
                           use_devel_base_images=True)
     request = builder_spec(sla_project, COMMIT, Config(), HOST, ENV).request
-    assert request["project"] == "demo"
-    assert request["repo_url"] == URL
-    assert request["source_url"] == URL
-    assert request["ref"] == "v2"
-    assert request["flavor"] == "pytorch"
-    assert request["platforms"] == ["linux/arm64", "linux/amd64"]
-    assert request["use_devel_base_images"] is True
-    assert request["builder_version"] == __version__
-    assert json.loads(json.dumps(request)) == request
+    assert request.project == "demo"
+    assert request.repo_url == URL
+    assert request.source_url == URL
+    assert request.ref == "v2"
+    assert request.flavor == "pytorch"
+    assert request.platforms == ["linux/arm64", "linux/amd64"]
+    assert request.use_devel_base_images is True
+    assert request.builder_version == __version__
+    assert json.loads(json.dumps(request.as_json())) == request.as_json()
 
 
 def test_labels_name_the_source_and_revision() -> None:
     spec = builder_spec(project(), COMMIT, Config(), HOST, ENV)
-    labels = spec.request["labels"]
+    labels = spec.request.labels
     assert labels["org.opencontainers.image.source"] == URL
     assert labels["org.opencontainers.image.revision"] == COMMIT
     assert labels["flops.flavor"] == "pytorch"
@@ -89,7 +89,7 @@ def test_the_builder_is_named_after_project_and_build_key() -> None:
     spec = builder_spec(demo, COMMIT, Config(), HOST, ENV)
     assert spec.build_key == build_key(demo.image_inputs, COMMIT, __version__,
                                        build_settings(Config()))
-    assert spec.request["build_key"] == spec.build_key
+    assert spec.request.build_key == spec.build_key
     assert spec.name == builder_name("demo", spec.build_key)
     assert checked_key(spec.name) == spec.name
     assert spec.project == "demo"
@@ -98,8 +98,8 @@ def test_the_builder_is_named_after_project_and_build_key() -> None:
 def test_two_refs_for_one_commit_make_the_same_build() -> None:
     one = builder_spec(project(ml_repo_ref="main"), COMMIT, Config(), HOST, ENV)
     two = builder_spec(project(ml_repo_ref="release"), COMMIT, Config(), HOST, ENV)
-    assert (one.name, one.build_key, one.request["images"]) == (
-        two.name, two.build_key, two.request["images"]
+    assert (one.name, one.build_key, one.request.images) == (
+        two.name, two.build_key, two.request.images
     )
 
 
@@ -118,7 +118,7 @@ def test_builder_image_network_and_socket_come_from_configuration() -> None:
 
 def test_actor_dockerfiles_use_the_configured_base_image() -> None:
     config = Config(images={"base_image": "debian-python:bookworm"})
-    dockerfiles = builder_spec(project(), COMMIT, config, HOST, ENV).request["dockerfiles"]
+    dockerfiles = builder_spec(project(), COMMIT, config, HOST, ENV).request.dockerfiles
     assert set(dockerfiles) == set(ROLES)
     for role, text in dockerfiles.items():
         assert "FROM debian-python:bookworm AS actor-base\n" in text
@@ -147,10 +147,10 @@ def test_a_local_repository_is_mounted_read_only_and_cloned_from_the_mount(
     config = Config(allow_file_repos=True)
     spec = builder_spec(local, COMMIT, config, HOST, ENV)
     assert spec.repo_mount == str(repo.resolve())
-    assert spec.request["repo_url"] == REPO_MOUNT
-    assert spec.request["source_url"] == str(repo.resolve())
-    assert spec.request["labels"]["org.opencontainers.image.source"] == str(repo.resolve())
-    assert spec.request["images"]["learner"] == (
+    assert spec.request.repo_url == REPO_MOUNT
+    assert spec.request.source_url == str(repo.resolve())
+    assert spec.request.labels["org.opencontainers.image.source"] == str(repo.resolve())
+    assert spec.request.images["learner"] == (
         f"{LOCAL_REGISTRY_PREFIX}/team-a/ml-repo/learner:{COMMIT}"
     )
     builder = parsed_compose(render_compose(ENV, spec))
@@ -158,7 +158,7 @@ def test_a_local_repository_is_mounted_read_only_and_cloned_from_the_mount(
     assert mounts == [
         {"type": "bind", "source": str(repo.resolve()), "target": REPO_MOUNT, "read_only": True}
     ]
-    assert json.loads(render_request(spec)) == spec.request
+    assert json.loads(render_request(spec)) == spec.request.as_json()
     assert "environment" not in builder
 
 
@@ -170,11 +170,11 @@ def test_site_settings_reach_the_request_and_change_the_build_key() -> None:
                   "ca_bundle": "/etc/site-ca.pem", "network": "bridge"},
     })
     spec = builder_spec(project(), COMMIT, site, HOST, ENV, ca_bundle="PEM")
-    assert spec.request["build_args"] == {
+    assert spec.request.build_args == {
         "PIP_INDEX_URL": "http://127.0.0.1:8080/simple", "HTTPS_PROXY": "http://p:3128"}
-    assert spec.request["python_images"] == {"3.10": "py310:base"}
-    assert spec.request["conda_base_image"] == "conda:base"
-    assert spec.request["build_network"] == "bridge"
-    assert spec.request["ca_bundle"] == "PEM"
-    assert plain.request["build_args"] == {} and plain.request["ca_bundle"] == ""
+    assert spec.request.python_images == {"3.10": "py310:base"}
+    assert spec.request.conda_base_image == "conda:base"
+    assert spec.request.build_network == "bridge"
+    assert spec.request.ca_bundle == "PEM"
+    assert plain.request.build_args == {} and plain.request.ca_bundle == ""
     assert spec.build_key != plain.build_key

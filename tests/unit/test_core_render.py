@@ -27,6 +27,7 @@ from reconciler.core.render import (
 )
 from reconciler.core.repo_url import check_ref
 from reconciler.core.sla import parse_sla
+from reconciler.protocol.request import BuildRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = make_environment([ROOT / "templates"])
@@ -103,7 +104,9 @@ def benign_spec(**changes: Any) -> BuilderSpec:
         "image": "flops-builder:latest",
         "network": "host",
         "docker_socket": "/var/run/docker.sock",
-        "request": {"project": "demo", "commit": COMMIT},
+        "request": BuildRequest(project="demo", repo_url="https://example.org/owner/demo",
+                                source_url="https://example.org/owner/demo", commit=COMMIT,
+                                images={}, dockerfiles={}),
         "repo_mount": None,
     }
     fields.update(changes)
@@ -199,13 +202,11 @@ def test_no_value_can_change_the_shape_of_the_stack_spec(network: str, project: 
 def test_no_value_can_change_the_shape_of_the_spec(
     request: dict[str, Any], strings: dict[str, str], repo_mount: str | None
 ) -> None:
-    request = {
-        **request,
-        "repo_url": "https://example.org/owner/" + strings["name"],
-        "ref": strings["network"],
-        "customer_id": strings["project"],
-    }
-    spec = benign_spec(request=request, repo_mount=repo_mount, **strings)
+    typed = BuildRequest(
+        project=strings["project"], repo_url="https://example.org/owner/" + strings["name"],
+        source_url=strings["image"], commit=COMMIT, ref=strings["network"], images={},
+        dockerfiles={}, labels={key: json.dumps(value) for key, value in request.items()})
+    spec = benign_spec(request=typed, repo_mount=repo_mount, **strings)
     text = render_compose(ENV, spec)
     benign = benign_spec(repo_mount="/srv/repo" if repo_mount else None)
     content = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
@@ -214,7 +215,7 @@ def test_no_value_can_change_the_shape_of_the_spec(
         document = parse(text, loader)
         assert shape(document) == shape(parse(render_compose(ENV, benign), loader))
         builder = service(document)
-        assert json.loads(render_request(spec)) == request
+        assert json.loads(render_request(spec)) == typed.as_json()
         assert "environment" not in builder
         assert uncompose(document["name"]) == spec.name
         assert uncompose(builder["image"]) == spec.image
@@ -275,7 +276,7 @@ def test_sla_values_through_a_real_build_request_stay_data(
     document = parse(text)
     assert shape(document) == shape(parse(benign_text))
     request = json.loads(render_request(spec))
-    assert request == spec.request
+    assert request == spec.request.as_json()
     assert request["source_url"] == url
     assert request["ref"] == ref
     assert request["labels"]["org.opencontainers.image.source"] == url

@@ -1,0 +1,134 @@
+"""The build request: what the reconciler tells a builder, as one typed value.
+
+Decision: the request has one serializer (``request_json``, used by the reconciler) and one
+parser (``parse_request``, used by the builder), both here, so the two sides cannot drift
+apart. The parser checks every field the builder acts on and names the first bad one
+(``RequestError``); fields the builder only records are taken as they come. What each field
+means is in ``events.py``'s description of the wire contract.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from reconciler.protocol.events import REQUEST_FILE, ROLES
+
+COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+IMAGE_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+PYTHON_SERIES = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)$")  # a python_images key: "3.10"
+NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# The only build arguments a request may set: the FL-actor Dockerfile declares exactly these.
+BUILD_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "HTTP_PROXY",
+              "HTTPS_PROXY", "NO_PROXY")
+
+
+class RequestError(ValueError):
+    """The request document is not a valid request; ``str()`` names what is wrong."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildRequest:
+    project: str
+    build_key: str = ""
+    repo_url: str  # what the builder clones (may be a path inside the container)
+    source_url: str  # the SLA's ml_repo_url, for labels and messages
+    commit: str
+    ref: str | None = None
+    flavor: str = ""
+    platforms: list[str] = field(default_factory=list)
+    use_devel_base_images: bool = False
+    images: dict[str, str]
+    push: bool = False
+    dockerfiles: dict[str, str]
+    labels: dict[str, str] = field(default_factory=dict)
+    builder_version: str = ""
+    python_images: dict[str, str] = field(default_factory=dict)
+    conda_base_image: str | None = None
+    build_args: dict[str, str] = field(default_factory=dict)
+    build_network: str | None = None
+    ca_bundle: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def request_json(request: BuildRequest) -> str:
+    """The request document the builder reads from its file (ASCII, one line)."""
+    return json.dumps(request.as_json(), ensure_ascii=True, separators=(",", ":"))
+
+
+def parse_request(raw: str | None) -> BuildRequest:
+    """The request in ``raw``; RequestError naming the first bad field."""
+    if not raw:
+        raise RequestError(f"{REQUEST_FILE} is missing or empty")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise RequestError(f"not JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise RequestError("not a JSON object")
+    for key in ("project", "repo_url", "commit"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise RequestError(f"{key!r} must be a non-empty string")
+    if not COMMIT.match(data["commit"]):
+        raise RequestError(f"'commit' must be a full hex commit id, not {data['commit']!r}")
+    for key in ("images", "dockerfiles"):
+        value = data.get(key)
+        if not isinstance(value, dict) or any(
+            not isinstance(value.get(role), str) or not value[role] for role in ROLES
+        ):
+            raise RequestError(f"{key!r} must map each of {', '.join(ROLES)} to a string")
+    labels = data.get("labels") or {}
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise RequestError("'labels' must map strings to strings")
+    platforms = data.get("platforms") or []
+    if not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms):
+        raise RequestError("'platforms' must be a list of strings")
+    python_images = data.get("python_images") or {}
+    if not isinstance(python_images, dict) or not all(
+        isinstance(k, str) and PYTHON_SERIES.match(k.strip())
+        and isinstance(v, str) and IMAGE_REFERENCE.match(v)
+        for k, v in python_images.items()
+    ):
+        raise RequestError(
+            "'python_images' must map python versions like \"3.10\" to image references")
+    conda_base = data.get("conda_base_image") or None
+    if conda_base is not None and not (
+        isinstance(conda_base, str) and IMAGE_REFERENCE.match(conda_base)
+    ):
+        raise RequestError("'conda_base_image' must be an image reference")
+    build_args = data.get("build_args") or {}
+    if not isinstance(build_args, dict) or not all(
+        isinstance(k, str) and k in BUILD_ARGS and isinstance(v, str)
+        for k, v in build_args.items()
+    ):
+        raise RequestError(f"'build_args' may only set {', '.join(BUILD_ARGS)} to strings")
+    network = data.get("build_network") or None
+    if network is not None and not (isinstance(network, str) and NETWORK.match(network)):
+        raise RequestError("'build_network' must be a Docker network name")
+    ca_bundle = data.get("ca_bundle") or ""
+    if not isinstance(ca_bundle, str):
+        raise RequestError("'ca_bundle' must be PEM text")
+    ref = data.get("ref")
+    return BuildRequest(
+        project=data["project"], build_key=_text(data.get("build_key")),
+        repo_url=data["repo_url"], source_url=str(data.get("source_url") or data["repo_url"]),
+        commit=data["commit"], ref=ref if isinstance(ref, str) and ref else None,
+        flavor=_text(data.get("flavor")), platforms=platforms,
+        use_devel_base_images=data.get("use_devel_base_images") is True,
+        images={r: data["images"][r] for r in ROLES}, push=data.get("push") is True,
+        dockerfiles={r: data["dockerfiles"][r] for r in ROLES}, labels=labels,
+        builder_version=_text(data.get("builder_version")), python_images=dict(python_images),
+        conda_base_image=conda_base, build_args=dict(build_args), build_network=network,
+        ca_bundle=ca_bundle,
+    )
+
+
+def _text(value: Any) -> str:
+    """A field the builder only records: its text, or empty."""
+    return value if isinstance(value, str) else ""
