@@ -25,9 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from support import RegistryServer, WaitAborted, wait_until
 
 BUILDER_LABEL = "flops.role=image-builder"
+
+# The set-up the end-to-end modules share: the signatures of the `publish` and `ml_files`
+# fixtures (conftest.py), and the mark that removes the images a test pushed to the session's
+# registry from the engine afterwards (``pytestmark = REMOVES_REGISTRY_IMAGES``).
+Publish = Callable[..., tuple[str, str]]
+MlFiles = Callable[..., dict[str, str]]
+REMOVES_REGISTRY_IMAGES = pytest.mark.usefixtures("remove_registry_images")
 
 
 @dataclass

@@ -11,11 +11,15 @@ from typing import Any
 
 import pytest
 
-from integration.harness import Workspace, builder_leftovers, sla_text
+from integration.harness import (
+    REMOVES_REGISTRY_IMAGES,
+    Publish,
+    Workspace,
+    builder_leftovers,
+    sla_text,
+)
 
-pytestmark = pytest.mark.usefixtures("remove_registry_images")
-
-Publish = Callable[..., tuple[str, str]]
+pytestmark = REMOVES_REGISTRY_IMAGES
 
 
 @dataclass(frozen=True)

@@ -8,19 +8,22 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from support import GitDaemon, RegistryServer, run
 
-from integration.harness import PackageIndex, Workspace, docker, sla_text
+from integration.harness import (
+    REMOVES_REGISTRY_IMAGES,
+    MlFiles,
+    PackageIndex,
+    Publish,
+    Workspace,
+    docker,
+    sla_text,
+)
 
-pytestmark = pytest.mark.usefixtures("remove_registry_images")
-
-Publish = Callable[..., tuple[str, str]]
-MlFiles = Callable[..., dict[str, str]]
+pytestmark = REMOVES_REGISTRY_IMAGES
 
 
 def site(tmp_path: Path, registry: RegistryServer, base_image: str, index: PackageIndex,

@@ -7,7 +7,7 @@ that built them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,9 @@ import pytest
 from support import GitDaemon, RegistryServer, docker_image_exists, run
 
 from integration.conftest import DockerCleanup
-from integration.harness import Workspace, sla_text
+from integration.harness import MlFiles, Workspace, sla_text
 from integration.swarm_bed import SecondEngine
 
-MlFiles = Callable[..., dict[str, str]]
 IMAGE_BUILDER = ["image-builder"]
 MAIN = {"name": "main", "docker_host": "unix:///var/run/docker.sock", "addons": IMAGE_BUILDER}
 

@@ -5,24 +5,22 @@ where they are written, and `check-repo` gives the builder's verdict word for wo
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import yaml
 from support import RegistryServer
 
 from integration.harness import (
+    REMOVES_REGISTRY_IMAGES,
+    MlFiles,
+    Publish,
     Workspace,
     assert_check_repo_agrees,
     assert_failed_before_building,
     sla_text,
 )
 
-pytestmark = pytest.mark.usefixtures("remove_registry_images")
-
-Publish = Callable[..., tuple[str, str]]
-MlFiles = Callable[..., dict[str, str]]
+pytestmark = REMOVES_REGISTRY_IMAGES
 
 # cudatoolkit and cudnn are conda-only (reconciler/builder/conda.py: CONDA_ONLY).
 CONDA_YAML = {

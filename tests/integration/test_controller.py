@@ -22,8 +22,11 @@ import pytest
 from support import GitDaemon, RegistryServer, free_port, wait_until
 
 from integration.harness import (
+    REMOVES_REGISTRY_IMAGES,
     BuilderEvents,
     BuildGate,
+    MlFiles,
+    Publish,
     Workspace,
     builder_containers,
     builder_leftovers,
@@ -35,10 +38,7 @@ from integration.harness import (
     start_registry_on,
 )
 
-pytestmark = pytest.mark.usefixtures("remove_registry_images")
-
-Publish = Callable[..., tuple[str, str]]
-MlFiles = Callable[..., dict[str, str]]
+pytestmark = REMOVES_REGISTRY_IMAGES
 
 ROLES = ("learner", "aggregator")
 BUILDER_STAGES = ("clone", "check", "dependencies", "build:learner", "build:aggregator",

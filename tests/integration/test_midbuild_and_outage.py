@@ -13,19 +13,20 @@ import pytest
 from support import RegistryServer, docker_engine_error, wait_until
 
 from integration.harness import (
+    REMOVES_REGISTRY_IMAGES,
     Background,
     BuilderEvents,
     BuildGate,
+    MlFiles,
+    Publish,
     Workspace,
     builder_leftovers,
     held_templates,
     sla_text,
 )
 
-pytestmark = pytest.mark.usefixtures("remove_registry_images")
+pytestmark = REMOVES_REGISTRY_IMAGES
 
-Publish = Callable[..., tuple[str, str]]
-MlFiles = Callable[..., dict[str, str]]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST = {"resync_interval": "2s", "retry_base": "1s", "retry_cap": "2s"}
 

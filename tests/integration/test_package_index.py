@@ -9,15 +9,16 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from support import RegistryServer, free_port, port_accepts, wait_until
 
 from integration.harness import (
+    REMOVES_REGISTRY_IMAGES,
     BuildGate,
+    MlFiles,
     PackageIndex,
+    Publish,
     Workspace,
     builder_containers,
     docker,
@@ -26,10 +27,8 @@ from integration.harness import (
 )
 from integration.image_leaks import SAVED, where_found
 
-pytestmark = pytest.mark.usefixtures("remove_registry_images")
+pytestmark = REMOVES_REGISTRY_IMAGES
 
-Publish = Callable[..., tuple[str, str]]
-MlFiles = Callable[..., dict[str, str]]
 PACKAGE, VERSION = "flops_testdep", "1.0"
 INDEX_SECRET, EXTRA_SECRET = "flops-index-secret-5b2f", "flops-extra-index-secret-e04c"
 INSTALLED = f"{PACKAGE}-{VERSION}.dist-info"  # in a layer of every image: the scan sees files

@@ -3,19 +3,22 @@ multi-platform request on a host without buildx fails before any builder starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from support import RegistryServer
 
-from integration.harness import BuilderEvents, Workspace, sla_text
+from integration.harness import (
+    REMOVES_REGISTRY_IMAGES,
+    BuilderEvents,
+    MlFiles,
+    Publish,
+    Workspace,
+    sla_text,
+)
 from reconciler.edges.registry import EngineImages, RegistryImages
 
-pytestmark = pytest.mark.usefixtures("remove_registry_images")
+pytestmark = REMOVES_REGISTRY_IMAGES
 
-Publish = Callable[..., tuple[str, str]]
-MlFiles = Callable[..., dict[str, str]]
 BOTH = "supported_platforms: [linux/amd64, linux/arm64]\n"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,13 +18,19 @@ import pytest
 from support import RegistryServer
 
 from integration.forward_proxy import ForwardProxy
-from integration.harness import PackageIndex, Workspace, docker, sla_text
+from integration.harness import (
+    REMOVES_REGISTRY_IMAGES,
+    MlFiles,
+    PackageIndex,
+    Publish,
+    Workspace,
+    docker,
+    sla_text,
+)
 from integration.image_leaks import SAVED, where_found
 
-pytestmark = pytest.mark.usefixtures("remove_registry_images")
+pytestmark = REMOVES_REGISTRY_IMAGES
 
-Publish = Callable[..., tuple[str, str]]
-MlFiles = Callable[..., dict[str, str]]
 INDEX_HOST = "flops-index.invalid"
 PACKAGE, VERSION = "flops_testdep", "1.0"
 BUILD_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "PIP_INDEX_URL", "PIP_TRUSTED_HOST")

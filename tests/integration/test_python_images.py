@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,9 @@ import yaml
 from support import RegistryServer, run
 
 from integration.harness import (
+    REMOVES_REGISTRY_IMAGES,
+    MlFiles,
+    Publish,
     Workspace,
     assert_check_repo_agrees,
     assert_failed_before_building,
@@ -25,10 +27,8 @@ from integration.harness import (
     sla_text,
 )
 
-pytestmark = pytest.mark.usefixtures("remove_registry_images")
+pytestmark = REMOVES_REGISTRY_IMAGES
 
-Publish = Callable[..., tuple[str, str]]
-MlFiles = Callable[..., dict[str, str]]
 MARK = "flops.test.base"  # the label the stand-in python 3.11 image carries
 MARKER_FILE = "/etc/flops-test-base"
 

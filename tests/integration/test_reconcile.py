@@ -8,13 +8,15 @@ the reconciler's own words, wherever the fact lives there.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from integration.harness import (
+    REMOVES_REGISTRY_IMAGES,
+    MlFiles,
+    Publish,
     Workspace,
     builder_leftovers,
     builders_created,
@@ -24,10 +26,7 @@ from integration.harness import (
     sla_text,
 )
 
-pytestmark = pytest.mark.usefixtures("remove_registry_images")
-
-Publish = Callable[..., tuple[str, str]]
-MlFiles = Callable[..., dict[str, str]]
+pytestmark = REMOVES_REGISTRY_IMAGES
 
 
 @pytest.fixture

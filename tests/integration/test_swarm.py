@@ -9,17 +9,15 @@ reconciler's log.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from support import GitDaemon, RegistryServer, docker_image_exists, run, wait_until
 
 from integration.conftest import DockerCleanup
-from integration.harness import Workspace, sla_text
+from integration.harness import MlFiles, Workspace, sla_text
 from integration.swarm_bed import SecondEngine, Swarm
 
-MlFiles = Callable[..., dict[str, str]]
 BUILDER = "label=flops.role=image-builder"
 SWARM = {"backend": "swarm", "retry_base": "1s", "retry_cap": "2s"}
 
