@@ -1,1 +1,1 @@
-"""The command line: argument parsing and presentation only; the work is in reconciler.loop."""
+"""The command line: argument parsing and presentation only; the work is in reconciler.control."""

@@ -1,8 +1,8 @@
 """The clock: wall-clock and monotonic time, from one object that can be replaced in tests.
 
-Decision: nothing in the reconciler asks ``datetime.now`` or ``time.monotonic`` itself; the
-workspace hands one ``Clock`` to everything that needs the time, so a test can drive backoffs
-and timeouts with a clock it moves by hand.
+Decision: the control layer (controller, build runner, record book) never asks
+``datetime.now`` or ``time.monotonic`` itself; the workspace hands it one ``Clock``, so a test
+drives backoffs, timeouts and resyncs with a clock it moves by hand.
 """
 
 from __future__ import annotations
