@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fake_backend import FakeBackend, FakeClock, FakeImages
+from fake_backend import FakeBackend, FakeBuilder, FakeClock, FakeImages
 from support import flops_ml_repo_files, git, make_ml_repo
 
 from reconciler.control.controller import Controller
@@ -64,6 +64,13 @@ class Bed:
 
     def controller(self) -> Controller:
         return Controller(self.workspace, report=self.reports.append)
+
+    def started(self, project: str) -> tuple[Controller, FakeBuilder]:
+        """A project with its own repository whose builder a first pass has deployed."""
+        self.sla(project, self.repo(project))
+        controller = self.controller()
+        controller.apply(wait=False)
+        return controller, self.backend.only_builder()
 
     def images_of(self, url: str) -> dict[str, str]:
         return image_refs(self.config.image_prefix, url, self.commit_of(url))

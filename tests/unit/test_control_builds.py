@@ -166,10 +166,8 @@ def test_a_build_that_fails_after_a_repair_keeps_both_in_the_log(tmp_path: Path)
 
 def test_a_builder_past_build_timeout_is_killed_and_its_projects_fail(tmp_path: Path) -> None:
     bed = Bed(tmp_path, build_timeout="60s")
-    bed.sla("alpha", bed.repo("alpha"))
-    controller = bed.controller()
-    controller.apply(wait=False)
-    name = bed.backend.only_builder().name
+    controller, builder = bed.started("alpha")
+    name = builder.name
     assert controller.runner.next_wake() == 60
 
     bed.clock.advance(61)
@@ -258,10 +256,7 @@ def test_a_builder_deployed_before_a_crash_is_adopted_not_deployed_again(
     tmp_path: Path,
 ) -> None:
     bed = Bed(tmp_path)
-    bed.sla("alpha", bed.repo("alpha"))
-    controller = bed.controller()
-    controller.apply(wait=False)
-    name = bed.backend.only_builder().name
+    name = bed.started("alpha")[1].name
     # The crash came between the deploy and the record: the record still says pending.
     bed.workspace.store.save(replace(bed.record("alpha"), phase=Phase.pending, build=None))
 
@@ -301,10 +296,7 @@ def test_a_builder_that_ends_without_a_result_fails_with_its_exit_status(
     tmp_path: Path, cut: int,
 ) -> None:
     bed = Bed(tmp_path)
-    bed.sla("alpha", bed.repo("alpha"))
-    controller = bed.controller()
-    controller.apply(wait=False)
-    builder = bed.backend.only_builder()
+    controller, builder = bed.started("alpha")
     killed = Output("stderr", "Traceback: killed", builder.outputs[0].at)
     builder.outputs = [*builder.outputs[:cut], killed]
     builder.exit_code = 137
@@ -322,10 +314,7 @@ def test_more_events_than_the_limit_are_cut_with_one_warning_but_the_result_coun
     tmp_path: Path,
 ) -> None:
     bed = Bed(tmp_path)
-    bed.sla("alpha", bed.repo("alpha"))
-    controller = bed.controller()
-    controller.apply(wait=False)
-    builder = bed.backend.only_builder()
+    controller, builder = bed.started("alpha")
     log_event = next(o for o in builder.outputs if '"type":"log"' in o.line)
     builder.outputs = [log_event] * 400 + builder.outputs
     bed.backend.finish(builder.name)

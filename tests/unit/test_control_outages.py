@@ -104,10 +104,7 @@ def test_an_unreadable_ca_bundle_fails_the_deploy_naming_the_path(tmp_path: Path
 
 def test_a_builder_no_node_takes_fails_and_is_taken_down(tmp_path: Path) -> None:
     bed = Bed(tmp_path)
-    bed.sla("alpha", bed.repo("alpha"))
-    controller = bed.controller()
-    controller.apply(wait=False)
-    builder = bed.backend.only_builder()
+    controller, builder = bed.started("alpha")
     builder.unschedulable = "no image-builder node: the swarm placed builder x on no node"
 
     controller.reconcile(follow=True)  # the follower thread meets the error
@@ -120,10 +117,7 @@ def test_a_builder_no_node_takes_fails_and_is_taken_down(tmp_path: Path) -> None
 
 def test_where_the_swarm_placed_a_builder_is_logged_once(tmp_path: Path) -> None:
     bed = Bed(tmp_path)
-    bed.sla("alpha", bed.repo("alpha"))
-    controller = bed.controller()
-    controller.apply(wait=False)
-    builder = bed.backend.only_builder()
+    controller, builder = bed.started("alpha")
     placed = Output("placed", "n0d31d worker-2", builder.outputs[0].at)
     builder.outputs = [placed, placed, *builder.outputs]
     bed.backend.finish(builder.name)
