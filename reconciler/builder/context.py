@@ -23,7 +23,7 @@ import tarfile
 from pathlib import Path
 from typing import IO
 
-from .runtime import RUNTIME_DIR, Runtime, load_runtime
+from .runtime import RUNTIME_DIR, Runtime, aggregator_extra, load_runtime
 
 FLOPS_DIR = ".flops"
 
@@ -43,6 +43,7 @@ def write_flops_dir(
 ) -> str | None:
     """Write into a fresh `.flops`: `Dockerfile.<role>`, `requirements-<role>.txt`,
     `requirements-aggregator-extra.txt` (what the aggregator adds to the learner's),
+    `uninstall-<stage>.txt` (runtime packages a stage's requirements replace),
     `conda-packages.txt` (conda match specs, one a line), `conda-channels.txt`, `ca-bundle.pem`
     (an extra CA bundle for pip, empty when none) and `runtime/` (flops_utils, the actor
     programs, their requirements). Returns what the repository had at `.flops` (e.g. "a
@@ -51,10 +52,13 @@ def write_flops_dir(
     files: dict[str, bytes] = {}
     for role, text in dockerfiles.items():
         files[f"Dockerfile.{role}"] = text.encode()
-    for role in ("learner", "aggregator"):
-        files[f"requirements-{role}.txt"] = _lines(requirements.get(role, []))
-    files["requirements-aggregator-extra.txt"] = _lines(runtime.aggregator_extra(
-        requirements.get("learner", []), requirements.get("aggregator", [])))
+    learner, aggregator = requirements.get("learner", []), requirements.get("aggregator", [])
+    extra = aggregator_extra(learner, aggregator)
+    files["requirements-learner.txt"] = _lines(learner)
+    files["requirements-aggregator.txt"] = _lines(aggregator)
+    files["requirements-aggregator-extra.txt"] = _lines(extra)
+    files["uninstall-deps.txt"] = _lines(runtime.uninstall_before(learner))
+    files["uninstall-aggregator-deps.txt"] = _lines(runtime.uninstall_before(extra))
     files["conda-packages.txt"] = _lines(conda_packages or [])
     files["conda-channels.txt"] = _lines(conda_channels or [])
     files["ca-bundle.pem"] = ca_bundle.encode()

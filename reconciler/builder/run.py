@@ -294,8 +294,7 @@ def _runtime_image(
     except EngineError as exc:
         raise _build_failure(exc, "runtime", dockerfile) from exc
     what = "built" if built else "found"
-    reporter.log("INFO", f"FL runtime image {ref} {what} (base {base}: "
-                 f"{' '.join(runtime.requirements)})")
+    reporter.log("INFO", f"FL runtime image {ref} {what} (base {base}: {runtime.label})")
     return ref
 
 

@@ -1,12 +1,12 @@
 """The FL runtime the builder puts into every FL-actor image: `actors/` of this project
 (flops_utils, the learner and aggregator programs) and its pinned requirements.
 
-Decision: the runtime is the same for every project on a base image, so it is copied into
-`.flops/runtime/` byte for byte and installed by the Dockerfile's `runtime` stage before any of
-the repository's files: the build cache (and the registry, which stores each layer once) reuse
-it for every project and every commit. The aggregator also needs an `mlflow` module for the
-model format; it gets the repository's own mlflow when the repository lists one, else the
-runtime's `mlflow-skinny` pin.
+Decision: the runtime is the same for every project on a base image, so its packages live in
+one runtime image (runtime_image.py) that every FL-actor image starts from, and its code is
+copied into `.flops/runtime/` byte for byte. The packages include `mlflow-skinny` (the
+aggregator's MLflow model format and tracking) so that no project needs the package index for
+its runtime; a repository that lists its own `mlflow` gets that instead: the runtime's
+`mlflow-skinny` is uninstalled first (both provide the one `mlflow` module).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ RUNTIME_REQUIREMENTS = "requirements-runtime.txt"
 AGGREGATOR_REQUIREMENTS = "requirements-aggregator.txt"
 PROVIDED = "flops_utils/provided.json"
 RUNTIME_LABEL = "flops.runtime"
-MLFLOW_NAMES = frozenset({"mlflow", "mlflow-skinny"})
 _PACKAGES = ("flops_utils", "flops_actor")
 
 
@@ -47,20 +46,26 @@ class Runtime:
     aggregator_requirements: tuple[str, ...]
 
     @property
+    def image_requirements(self) -> tuple[str, ...]:
+        """What the runtime image installs: the pins of both files."""
+        return (*self.requirements, *self.aggregator_requirements)
+
+    @property
     def label(self) -> str:
         """What the images record about their runtime: the pins, in one line."""
-        return " ".join((*self.requirements, *self.aggregator_requirements))
+        return " ".join(self.image_requirements)
 
-    def aggregator_extra(self, learner: list[str], aggregator: list[str]) -> list[str]:
-        """What the aggregator installs on top of the learner's requirements: its own
-        requirement lines, and an mlflow module when the repository brings none."""
-        learner_lines = set(learner)
-        extra = [line for line in aggregator if line not in learner_lines]
-        names = {pip_name(line) for line in aggregator if not is_option(line)}
-        if not names & MLFLOW_NAMES:
-            extra += [line for line in self.aggregator_requirements
-                      if pip_name(line) not in names]
-        return extra
+    def uninstall_before(self, lines: list[str]) -> list[str]:
+        """The runtime's distributions to uninstall before ``lines`` are installed: those
+        that provide a module a requirement of ``lines`` provides under another name."""
+        names = {pip_name(line) for line in lines if not is_option(line)}
+        return ["mlflow-skinny"] if "mlflow" in names else []
+
+
+def aggregator_extra(learner: list[str], aggregator: list[str]) -> list[str]:
+    """What the aggregator installs on top of the learner's requirement lines."""
+    learner_lines = set(learner)
+    return [line for line in aggregator if line not in learner_lines]
 
 
 @cache

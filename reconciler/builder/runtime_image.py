@@ -18,17 +18,18 @@ import io
 import tarfile
 
 from .engine import Engine
-from .runtime import RUNTIME_DIR, RUNTIME_LABEL, RUNTIME_REQUIREMENTS, Runtime
+from .runtime import RUNTIME_LABEL, Runtime
 
 RUNTIME_REPOSITORY = "flops-runtime"
 KEY_LABEL = "flops.runtime-key"
 DOCKERFILE = ".flops/Dockerfile.runtime"
+IMAGE_REQUIREMENTS = ".flops/requirements-runtime-image.txt"  # both pin files, one a line
 
 
 def runtime_image_ref(base_id: str, dockerfile: str, runtime: Runtime) -> str:
     digest = hashlib.sha256()
-    for part in (base_id.encode(), dockerfile.encode(), runtime.files[RUNTIME_REQUIREMENTS]):
-        digest.update(part + b"\0")
+    for part in (base_id, dockerfile, *runtime.image_requirements):
+        digest.update(part.encode() + b"\0")
     return f"{RUNTIME_REPOSITORY}:{digest.hexdigest()[:16]}"
 
 
@@ -45,16 +46,17 @@ def ensure_runtime_image(
     ref = runtime_image_ref(base_id, dockerfile, runtime)
     if engine.image_id(ref) is not None:
         return ref, False
-    labels = {KEY_LABEL: ref.split(":", 1)[1], RUNTIME_LABEL: " ".join(runtime.requirements)}
+    labels = {KEY_LABEL: ref.split(":", 1)[1], RUNTIME_LABEL: runtime.label}
     engine.build(_context(dockerfile, runtime, ca_bundle), ref, DOCKERFILE, labels,
                  build_args=build_args, network=network)
     return ref, True
 
 
 def _context(dockerfile: str, runtime: Runtime, ca_bundle: str) -> bytes:
+    requirements = "".join(line + "\n" for line in runtime.image_requirements)
     files = {
         DOCKERFILE: dockerfile.encode(),
-        f".flops/{RUNTIME_DIR}/{RUNTIME_REQUIREMENTS}": runtime.files[RUNTIME_REQUIREMENTS],
+        IMAGE_REQUIREMENTS: requirements.encode(),
         ".flops/ca-bundle.pem": ca_bundle.encode(),
     }
     out = io.BytesIO()

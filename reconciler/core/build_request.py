@@ -79,7 +79,7 @@ def builder_spec(
             env, base_image=config.images.base_image, flavor=sla.ml_model_flavor.value,
             isolate=bool(config.build.build_args()))),
         "runtime_dockerfile": render_runtime_dockerfile(
-            env, base_image=config.images.base_image, isolate=bool(config.build.build_args())),
+            env, base_image=config.images.base_image),
         "labels": image_labels(project, commit, key),
         "builder_version": __version__,
         "python_images": dict(config.images.python),

@@ -105,7 +105,9 @@ def render_actor_dockerfile(
         base_image=base_image, flavor=flavor, isolate=isolate)
 
 
-def render_runtime_dockerfile(env: Environment, *, base_image: str, isolate: bool) -> str:
-    """The FL runtime image's Dockerfile: the base every FL-actor image starts from."""
+def render_runtime_dockerfile(env: Environment, *, base_image: str) -> str:
+    """The FL runtime image's Dockerfile: the base every FL-actor image starts from. Always
+    installing in a side stage (whatever the site's settings), so one runtime image serves
+    every build on a base, with or without a site index."""
     return env.get_template(RUNTIME_DOCKERFILE_TEMPLATE).render(
-        base_image=base_image, isolate=isolate)
+        base_image=base_image, isolate=True)

@@ -26,8 +26,9 @@ MlFiles = Callable[..., dict[str, str]]
 def site(tmp_path: Path, registry: RegistryServer, base_image: str, index: PackageIndex,
          extra: str = "") -> Workspace:
     ws = Workspace(tmp_path / "ws", registry.url, base_image)
-    ws.config.write_text(ws.config.read_text() + extra
-                         + f'[build]\npip_index_url = "{index.url}"\n')
+    ws.build["pip_index_url"] = index.url
+    ws.write_config()
+    ws.config.write_text(ws.config.read_text() + extra)
     return ws
 
 

@@ -175,8 +175,11 @@ def test_each_role_gets_its_dockerfile_requirements_and_labels(
     files = engine.contexts[l_tag]
     assert files[".flops/requirements-learner.txt"] == b"flwr\n"
     assert files[".flops/requirements-aggregator.txt"] == b"mlflow==2.9.2\nflwr\n"
-    # The aggregator adds the repository's own mlflow, so not the runtime's mlflow-skinny.
+    # The aggregator adds the repository's own mlflow (not imported: the learner goes
+    # without), which replaces the runtime's mlflow-skinny.
     assert files[".flops/requirements-aggregator-extra.txt"] == b"mlflow==2.9.2\n"
+    assert files[".flops/uninstall-aggregator-deps.txt"] == b"mlflow-skinny\n"
+    assert files[".flops/uninstall-deps.txt"] == b""
     [runtime_image] = engine.runtime_builds
     assert files[".flops/Dockerfile.learner"] == req["dockerfiles"]["learner"].replace(
         "FROM base ", f"FROM {runtime_image} ", 1).encode()

@@ -10,7 +10,12 @@ import pytest
 from builder_support import FakeEngine
 
 from reconciler.builder.checks import check_structure
-from reconciler.builder.runtime import actors_dir, load_runtime, provided_names
+from reconciler.builder.runtime import (
+    actors_dir,
+    aggregator_extra,
+    load_runtime,
+    provided_names,
+)
 from reconciler.builder.runtime_image import ensure_runtime_image, runtime_image_ref
 from reconciler.builder.runtime_imports import check_runtime_imports
 
@@ -30,23 +35,23 @@ def test_the_runtime_is_this_projects_actors_folder_byte_for_byte() -> None:
 
 
 @pytest.mark.parametrize(
-    ("learner", "aggregator", "extra"),
+    ("lines", "uninstall"),
     [
-        # No mlflow in the repository: the aggregator gets the runtime's mlflow-skinny.
-        (["numpy==1.26"], ["numpy==1.26"], "skinny"),
-        # The repository's mlflow, removed for the learner, is the aggregator's.
-        (["numpy==1.26"], ["mlflow==2.12.1", "numpy==1.26"], ["mlflow==2.12.1"]),
-        # Kept for the learner (imported): nothing to add, and never a second mlflow.
-        (["MLflow==2.12.1"], ["MLflow==2.12.1"], []),
-        (["mlflow-skinny>=2"], ["mlflow-skinny>=2"], []),
+        (["numpy==1.26"], []),
+        (["MLflow==2.12.1", "numpy"], ["mlflow-skinny"]),  # the repository's own mlflow
+        (["mlflow-skinny>=2"], []),  # the same distribution: pip upgrades or keeps it
     ],
 )
-def test_the_aggregator_adds_an_mlflow_module_only_when_the_repository_has_none(
-    learner: list[str], aggregator: list[str], extra: list[str] | str,
+def test_a_repository_mlflow_replaces_the_runtimes_mlflow_skinny(
+    lines: list[str], uninstall: list[str]
 ) -> None:
-    runtime = load_runtime()
-    expected = list(runtime.aggregator_requirements) if extra == "skinny" else extra
-    assert runtime.aggregator_extra(learner, aggregator) == expected
+    assert load_runtime().uninstall_before(lines) == uninstall
+
+
+def test_the_aggregator_adds_the_lines_the_learner_went_without() -> None:
+    assert aggregator_extra(["numpy==1.26"], ["mlflow==2.12.1", "numpy==1.26"]) == [
+        "mlflow==2.12.1"]
+    assert aggregator_extra(["a", "b"], ["a", "b"]) == []
 
 
 def test_the_runtime_image_is_named_by_base_dockerfile_and_pins_and_built_once() -> None:
@@ -62,7 +67,10 @@ def test_the_runtime_image_is_named_by_base_dockerfile_and_pins_and_built_once()
     assert built and engine.runtime_builds == [first]
     files = engine.contexts[first]
     assert set(files) == {".flops/Dockerfile.runtime", ".flops/ca-bundle.pem",
-                          ".flops/runtime/requirements-runtime.txt"}
+                          ".flops/requirements-runtime-image.txt"}
+    pins = files[".flops/requirements-runtime-image.txt"].decode().splitlines()
+    assert pins == list(runtime.image_requirements)
+    assert any(pin.startswith("mlflow-skinny==") for pin in pins)
     again, built = ensure_runtime_image(engine, "base", "FROM base AS actor-base\n", runtime,
                                         ca_bundle="another bundle")
     assert (again, built) == (first, False)  # the CA decides how, not what: the same image
