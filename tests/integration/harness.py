@@ -241,8 +241,9 @@ def sla_text(url: str, *, flavor: str = "sklearn", extra: str = "") -> str:
     return f"ml_repo_url: {json.dumps(url)}\nml_model_flavor: {flavor}\n{extra}"
 
 
-def docker(*args: str) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=True)
+def docker(*args: str, timeout: float | None = 600) -> str:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=True,
+                          timeout=timeout)
     return done.stdout
 
 
