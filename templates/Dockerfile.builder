@@ -1,6 +1,7 @@
 # The image-builder service's image (DESIGN §7): the standard-library builder program plus
 # PyYAML's pure-Python package. Build context, assembled by the reconciler:
 #   reconciler/__init__.py, reconciler/protocol/*.py (the wire contract), reconciler/builder/*.py,
+#   reconciler/actors/ (the FL runtime),
 #   yaml/ (copied from the host's PyYAML)
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
@@ -24,8 +25,12 @@ COPY yaml/ /opt/flops/yaml/
 COPY reconciler/__init__.py /opt/flops/reconciler/__init__.py
 COPY reconciler/protocol/ /opt/flops/reconciler/protocol/
 COPY reconciler/builder/ /opt/flops/reconciler/builder/
+# The FL runtime (flops_utils, the learner and aggregator programs, their pins) that the
+# builder writes into every FL-actor build context.
+COPY reconciler/actors/ /opt/flops/reconciler/actors/
 
 # Fail the image build, not the first project build, when the program cannot start.
-RUN python3 -c "import yaml, reconciler.builder.run" && git --version
+RUN python3 -c "import yaml, reconciler.builder.run, reconciler.builder.runtime as r; r.load_runtime()" \
+    && git --version
 
 ENTRYPOINT ["python3", "-m", "reconciler.builder"]

@@ -35,6 +35,10 @@ class ModelManager:
                 self.bias -= learning_rate * error
         return len(self.train)
 
+    def predict(self, inputs: list[list[float]]) -> list[float]:
+        """y for each row [x]: what the trained model's server answers (MLflow scoring)."""
+        return [self.weight * row[0] + self.bias for row in inputs]
+
     def evaluate_model(self) -> tuple[float, float, int]:
         loss = sum((self.weight * x + self.bias - y) ** 2 for x, y in self.test)
         loss /= max(len(self.test), 1)

@@ -23,6 +23,7 @@ from .conda import CONDA_FILES, find_conda_file, read_conda
 from .datamanager import check_data_manager
 from .problems import Problem, exhausted
 from .repofiles import present
+from .runtime_imports import check_runtime_imports
 from .source import parse, top_level
 
 MODEL_MANAGER_FILE = "model_manager.py"
@@ -45,7 +46,8 @@ _DEFINE_HINT = (
 def check_structure(repo_dir: Path) -> list[Problem]:
     """Every way the repository breaks the FLOps structure contract; empty when it is fine."""
     try:
-        return _check_model_manager(repo_dir) + _check_dependency_files(repo_dir)
+        return (_check_model_manager(repo_dir) + check_runtime_imports(repo_dir)
+                + _check_dependency_files(repo_dir))
     except (RecursionError, MemoryError) as exc:
         return [exhausted(exc)]
 

@@ -1,10 +1,10 @@
 """The FL-actor build context: the cloned tree plus a generated `.flops/` directory, as a tar.
 
 Decision: everything the rendered Dockerfiles need beyond the user's code (per-role
-requirements, conda-only packages and their channels, the entry point) is written into
+requirements, conda-only packages and their channels, the FL runtime) is written into
 `.flops/` inside the clone, and the same tar (the tree minus `.git`) serves every role; the
-Dockerfile for a role is picked by path. Every file is always written (empty when there is
-nothing to install), so a Dockerfile can COPY it unconditionally.
+Dockerfile for a role is picked by path and its stage by target. Every file is always
+written (empty when there is nothing to install), so a Dockerfile can COPY it unconditionally.
 
 Whatever the repository had at `.flops` (a file, a directory, a symlink to anywhere) is removed
 first, without following links, and the directory is created fresh; every file in it is
@@ -15,6 +15,7 @@ targets) and only regular files, directories and symlinks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -22,38 +23,9 @@ import tarfile
 from pathlib import Path
 from typing import IO
 
+from .runtime import RUNTIME_DIR, Runtime, aggregator_extra, load_runtime
+
 FLOPS_DIR = ".flops"
-
-ENTRYPOINT = '''\
-"""FL-actor entry point of this image, written by the FLOps image builder.
-
-The image holds the ML repository at /app and the Python dependencies of one role, named by
-the FLOPS_ROLE environment variable (learner or aggregator). Running the actor itself
-(stage 4: the learners train, the aggregator combines their parameters) is out of scope for
-this image builder; this entry point proves the image is complete by importing ModelManager
-from model_manager.py, says which role the image is for, and exits 0.
-"""
-
-import os
-import sys
-
-APP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def main() -> int:
-    role = os.environ.get("FLOPS_ROLE", "unknown")
-    sys.path.insert(0, APP_DIR)
-    from model_manager import ModelManager  # the FLOps contract: model_manager.ModelManager
-
-    print(f"FLOps {role} image: {ModelManager.__name__} imported from {APP_DIR}/model_manager.py")
-    print("Training (stage 4) is out of scope for this image; nothing more to do.")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-'''
-
 
 def dockerfile_path(role: str) -> str:
     """Where a role's Dockerfile sits inside the context (the build API's `dockerfile`)."""
@@ -67,34 +39,45 @@ def write_flops_dir(
     conda_packages: list[str] | None = None,
     conda_channels: list[str] | None = None,
     ca_bundle: str = "",
+    runtime: Runtime | None = None,
 ) -> str | None:
-    """Write `.flops/Dockerfile.<role>`, `.flops/requirements-<role>.txt`,
-    `.flops/conda-packages.txt` (conda match specs, one a line), `.flops/conda-channels.txt`,
-    `.flops/ca-bundle.pem` (an extra CA bundle for pip, empty when none) and the entry
-    point, into a fresh `.flops`. Returns what the repository had there (e.g. "a symlink to
-    /tmp/x"), or None."""
-    files: dict[str, str] = {}
+    """Write into a fresh `.flops`: `Dockerfile.<role>`, `requirements-<role>.txt`,
+    `requirements-aggregator-extra.txt` (what the aggregator adds to the learner's),
+    `uninstall-<stage>.txt` (runtime packages a stage's requirements replace),
+    `conda-packages.txt` (conda match specs, one a line), `conda-channels.txt`, `ca-bundle.pem`
+    (an extra CA bundle for pip, empty when none) and `runtime/` (flops_utils, the actor
+    programs, their requirements). Returns what the repository had at `.flops` (e.g. "a
+    symlink to /tmp/x"), or None."""
+    runtime = runtime or load_runtime()
+    files: dict[str, bytes] = {}
     for role, text in dockerfiles.items():
-        files[f"Dockerfile.{role}"] = text
-        files[f"requirements-{role}.txt"] = _lines(requirements.get(role, []))
+        files[f"Dockerfile.{role}"] = text.encode()
+    learner, aggregator = requirements.get("learner", []), requirements.get("aggregator", [])
+    extra = aggregator_extra(learner, aggregator)
+    files["requirements-learner.txt"] = _lines(learner)
+    files["requirements-aggregator.txt"] = _lines(aggregator)
+    files["requirements-aggregator-extra.txt"] = _lines(extra)
+    files["uninstall-deps.txt"] = _lines(runtime.uninstall_before(learner))
+    files["uninstall-aggregator-deps.txt"] = _lines(runtime.uninstall_before(extra))
     files["conda-packages.txt"] = _lines(conda_packages or [])
     files["conda-channels.txt"] = _lines(conda_channels or [])
-    files["ca-bundle.pem"] = ca_bundle
-    files["entrypoint.py"] = ENTRYPOINT
+    files["ca-bundle.pem"] = ca_bundle.encode()
+    for name, content in runtime.files.items():
+        files[f"{RUNTIME_DIR}/{name}"] = content
     flops = repo_dir / FLOPS_DIR
     replaced = _remove(flops)
     os.mkdir(flops, 0o755)
     directory = os.open(flops, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        for name, text in files.items():
-            _create(directory, name, text)
+        for name, content in files.items():
+            _create(directory, name, content)
     finally:
         os.close(directory)
     return replaced
 
 
-def _lines(lines: list[str]) -> str:
-    return "".join(line + "\n" for line in lines)
+def _lines(lines: list[str]) -> bytes:
+    return "".join(line + "\n" for line in lines).encode()
 
 
 def _remove(path: Path) -> str | None:
@@ -115,12 +98,25 @@ def _remove(path: Path) -> str | None:
     return what
 
 
-def _create(directory: int, name: str, text: str) -> None:
-    """A new file in the directory `directory` (a descriptor): O_EXCL, never through a link."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(name, flags, 0o644, dir_fd=directory)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
+def _create(directory: int, name: str, content: bytes) -> None:
+    """A new file under the directory `directory` (a descriptor), `name` relative to it
+    (sub-directories made as needed): O_EXCL, never through a link."""
+    *parents, leaf = name.split("/")
+    owned: list[int] = []
+    try:
+        for part in parents:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=directory)
+            directory = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                                dir_fd=directory)
+            owned.append(directory)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(leaf, flags, 0o644, dir_fd=directory)
+        with os.fdopen(fd, "wb") as out:
+            out.write(content)
+    finally:
+        for fd in owned:
+            os.close(fd)
 
 
 def _reset(info: tarfile.TarInfo) -> tarfile.TarInfo | None:

@@ -120,7 +120,7 @@ def _plan(repo_dir: Path, options: ImageOptions) -> DependencyPlan:
     if added_torchvision is not None:
         merged.append(added_torchvision[0])
         repairs.append(added_torchvision[1])
-    requirements, role_repairs, role_warnings = roles(merged)
+    requirements, role_repairs, role_warnings = roles(merged, repo_dir)
     repairs += role_repairs
     warnings += role_warnings
     base = choose_base(python, collector.conda_only, channels, options)

@@ -42,6 +42,13 @@ RUN set -e; channels=""; \\
 """
 
 
+def has_stage(dockerfile: str, name: str) -> bool:
+    """Whether a `FROM ... AS <name>` line names that stage (case-insensitive, as Docker)."""
+    return any((stage := _STAGE_NAME.match(match["rest"])) is not None
+               and stage["name"].lower() == name.lower()
+               for match in _FROM.finditer(dockerfile))
+
+
 def base_image(dockerfile: str) -> str | None:
     """The image of the first `FROM` line that starts a stage from an image, or None."""
     matches = _image_stages(dockerfile)

@@ -148,14 +148,18 @@ class Engine:
         *,
         build_args: dict[str, str] | None = None,
         network: str | None = None,
+        target: str | None = None,
         on_line: Callable[[str], None] | None = None,
     ) -> tuple[str, list[str]]:
         """Build `tag` from a tar context; (image id, output lines). EngineError on failure.
-        `network`: the network of the RUN steps (e.g. "host" to reach a local index)."""
+        `network`: the network of the RUN steps (e.g. "host" to reach a local index);
+        `target`: the stage to build (default: the last one)."""
         fields = {"t": tag, "dockerfile": dockerfile_path, "labels": json.dumps(labels),
                   "rm": "1", "forcerm": "1", "buildargs": json.dumps(build_args or {})}
         if network:
             fields["networkmode"] = network
+        if target:
+            fields["target"] = target
         query = urllib.parse.urlencode(fields)
         headers = {"Content-Type": "application/x-tar"}
         if not isinstance(context, bytes):

@@ -86,3 +86,41 @@ def find_import(repo_dir: Path, module: str) -> ImportScan:
                           f"{'s' if skipped > 1 else ''} (symlinks out of the repository, "
                           f"special files or files over {size_text(MAX_SOURCE_FILE_BYTES)})")
     return ImportScan(None)
+
+
+@dataclass(frozen=True)
+class ImportedName:
+    """One name the code takes from a package: ``from <module> import <name>`` (``name``
+    None for ``import <module>``), where it is written."""
+
+    file: str
+    line: int
+    module: str
+    name: str | None
+
+
+def names_imported_from(repo_dir: Path, package: str) -> list[ImportedName]:
+    """Every absolute import of ``package`` or its submodules in the tree (within the scan's
+    bounds; files that do not parse are skipped)."""
+    found: list[ImportedName] = []
+    files = total = 0
+    for name in _python_files(repo_dir):
+        if files >= MAX_SCANNED_FILES or total >= MAX_SCANNED_BYTES:
+            break
+        try:
+            source = read_bytes(repo_dir, name, MAX_SOURCE_FILE_BYTES, "Python files")
+            tree = ast.parse(source, filename=name)
+        except (UnsafeFile, SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        files += 1
+        total += len(source)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found += [ImportedName(name, node.lineno, alias.name, None)
+                          for alias in node.names
+                          if alias.name.split(".")[0] == package]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                    and node.module.split(".")[0] == package:
+                found += [ImportedName(name, node.lineno, node.module, alias.name)
+                          for alias in node.names]
+    return found

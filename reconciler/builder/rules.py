@@ -1,5 +1,6 @@
 """The dependency rules, applied to the collected entries: merging packages listed twice,
-the python pin, torchvision next to torch, and mlflow only for the aggregator.
+the python pin, torchvision next to torch, and mlflow for the learner only when its code
+imports it.
 
 Decision: a rule never drops or invents a version silently: a merge keeps the one requirement
 both entries agree on, torchvision is pinned only from a known torch series, an unpinned mlflow
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .imports import find_import
+from .imports import ImportScan, find_import
 from .problems import Problem
 from .protocol import ROLES
 from .repairs import BOTH_ROLES, Repair, added, kept, removed
@@ -123,25 +124,42 @@ def torchvision(
     return (entry, repair), []
 
 
-def roles(merged: list[Entry]) -> tuple[dict[str, list[str]], list[Repair], list[str]]:
-    """Per-role requirement lines, the learner's mlflow removals, unpinned-mlflow warnings."""
+def roles(
+    merged: list[Entry], repo_dir: Path
+) -> tuple[dict[str, list[str]], list[Repair], list[str]]:
+    """Per-role requirement lines, the learner's mlflow repairs, unpinned-mlflow warnings.
+
+    mlflow goes from the learner only when no module of the repository imports it: a
+    `model_manager.py` that does `import mlflow` (e.g. for autolog) needs it to start.
+    """
     learner: list[str] = []
     repairs: list[Repair] = []
     warnings: list[str] = []
+    scan: ImportScan | None = None
     for entry in merged:
         requirement = entry.requirement
         if requirement is None or requirement.name not in LEARNER_DROPS:
             learner.append(entry.text)
             continue
-        repairs.append(Repair(
-            ("learner",), f"learner: removed {entry.text} (the learner does not track "
-            "experiments; the aggregator keeps it)",
-            (removed(entry.written, entry.origin),
-             added("(removed for the learner; the aggregator keeps it)")),
-        ))
+        scan = scan or find_import(repo_dir, "mlflow")
+        if scan.where is not None:
+            learner.append(entry.text)
+            repairs.append(Repair(
+                ("learner",), f"learner: kept {entry.text} ({scan.where} imports mlflow, so "
+                "the learner needs it to start)",
+                (kept(entry.written, entry.origin),),
+            ))
+        else:
+            unsure = f"; {scan.limited}" if scan.limited else ""
+            repairs.append(Repair(
+                ("learner",), f"learner: removed {entry.text} (no module of the repository "
+                f"imports mlflow{unsure}; the aggregator keeps it)",
+                (removed(entry.written, entry.origin),
+                 added("(removed for the learner; the aggregator keeps it)")),
+            ))
         if not requirement.pinned:
             warnings.append(
-                f"{entry.written} ({entry.origin}) is not pinned: the aggregator gets whatever "
+                f"{entry.written} ({entry.origin}) is not pinned: the images get whatever "
                 f"{requirement.name} release is newest at build time; pin the version you "
                 f"tested, e.g. {requirement.name}==<version>"
             )

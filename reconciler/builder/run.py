@@ -27,11 +27,13 @@ from .checks import check_structure
 from .clone import CloneError, clone
 from .context import dockerfile_path, write_flops_dir, write_tar
 from .deps import DependencyPlan, plan_dependencies
-from .dockerfile import base_image, with_base_image, with_conda_hook
+from .dockerfile import base_image, has_stage, with_base_image, with_conda_hook
 from .engine import Engine, EngineError, EngineUnreachable, split_reference
 from .limits import MAX_LOG_BYTES, size_text
 from .problems import StageFailure, failure_from_problems
 from .repairs import REPAIRS_LABEL
+from .runtime import RUNTIME_LABEL, Runtime, load_runtime
+from .runtime_image import ensure_runtime_image
 
 EngineFactory = Callable[[], Engine]
 
@@ -169,25 +171,50 @@ def _stages(
             raise failure_from_problems(plan.problems)
         for note in plan.notes:
             reporter.log(note.level, note.message, list(note.details))
-        dockerfiles = _dockerfiles(request, plan)
     engine = engine_factory()
-    ids = _build(request, repo_dir, plan, dockerfiles, reporter, engine)
+    runtime = load_runtime()
+    with reporter.stage("runtime"):
+        runtime_image = _runtime_image(request, plan, runtime, reporter, engine)
+    dockerfiles = _dockerfiles(request, plan, runtime_image)
+    ids = _build(request, repo_dir, plan, dockerfiles, runtime, reporter, engine)
     digests = _push(request, reporter, engine) if request.push else ids
     return reporter.succeeded(dict(request.images), digests, plan)
 
 
-def _dockerfiles(request: BuildRequest, plan: DependencyPlan) -> dict[str, str]:
-    """The request's Dockerfiles with the plan's base image and conda hook applied."""
+def _runtime_image(
+    request: BuildRequest, plan: DependencyPlan, runtime: Runtime, reporter: Reporter,
+    engine: Engine,
+) -> str:
+    """The FL runtime image for the chosen base on this engine: found, or built now."""
+    base = plan.base_image or base_image(request.runtime_dockerfile) or ""
+    try:
+        dockerfile = with_base_image(request.runtime_dockerfile, base)
+        ref, built = ensure_runtime_image(
+            engine, base, dockerfile, runtime, ca_bundle=request.ca_bundle,
+            build_args=request.build_args, network=request.build_network)
+    except ValueError as exc:
+        raise StageFailure(
+            "infrastructure", f"cannot set the runtime image's base to {base!r}: {exc}",
+            "the reconciler's runtime Dockerfile template needs a FROM line",
+        ) from exc
+    except EngineError as exc:
+        raise _build_failure(exc, "runtime", dockerfile) from exc
+    what = "built" if built else "found"
+    reporter.log("INFO", f"FL runtime image {ref} {what} (base {base}: {runtime.label})")
+    return ref
+
+
+def _dockerfiles(request: BuildRequest, plan: DependencyPlan, runtime_image: str) -> dict[str, str]:
+    """The request's Dockerfiles starting from the runtime image, with the conda hook."""
     result: dict[str, str] = {}
     for role, text in request.dockerfiles.items():
         try:
-            if plan.base_image:
-                text = with_base_image(text, plan.base_image)
+            text = with_base_image(text, runtime_image)
             if plan.conda_packages:
                 text = with_conda_hook(text)
         except ValueError as exc:
             raise StageFailure(
-                "infrastructure", f"cannot set the {role} image's base to {plan.base_image}: "
+                "infrastructure", f"cannot start the {role} image from {runtime_image}: "
                 f"{exc}", "the reconciler's FL-actor Dockerfile template needs a FROM line",
             ) from exc
         result[role] = text
@@ -196,10 +223,10 @@ def _dockerfiles(request: BuildRequest, plan: DependencyPlan) -> dict[str, str]:
 
 def _build(
     request: BuildRequest, repo_dir: Path, plan: DependencyPlan, dockerfiles: dict[str, str],
-    reporter: Reporter, engine: Engine,
+    runtime: Runtime, reporter: Reporter, engine: Engine,
 ) -> dict[str, str]:
     replaced = write_flops_dir(repo_dir, dockerfiles, plan.requirements, plan.conda_packages,
-                               plan.conda_channels, request.ca_bundle)
+                               plan.conda_channels, request.ca_bundle, runtime)
     if replaced is not None:
         reporter.log("WARN", f"the repository's .flops ({replaced}) was removed: the builder "
                      "writes its generated files there")
@@ -211,12 +238,14 @@ def _build(
                 if not ids:
                     _warn_platforms(request, reporter, engine)
                 labels = {**request.labels, "flops.role": role,
-                          REPAIRS_LABEL: plan.label(role)}
+                          REPAIRS_LABEL: plan.label(role), RUNTIME_LABEL: runtime.label}
                 ref = request.images[role]
+                target = role if has_stage(dockerfiles[role], role) else None
                 try:
                     ids[role], _lines = engine.build(
                         tar, ref, dockerfile_path(role), labels,
-                        build_args=request.build_args, network=request.build_network)
+                        build_args=request.build_args, network=request.build_network,
+                        target=target)
                 except EngineError as exc:
                     raise _build_failure(exc, role, dockerfiles[role]) from exc
                 reporter.log("INFO", f"built {role} image {ref} ({ids[role]})")
@@ -265,6 +294,14 @@ def _build_failure(exc: EngineError, role: str, dockerfile: str) -> StageFailure
             f"make {base} available to the engine of the image-builder host (docker load or "
             "docker import there) or configure another base image ([images] base_image, the "
             "python image map or conda_base_image, whichever chose it)",
+            exc.details,
+        )
+    if role == "runtime":  # the same packages for every project: the site's way to them
+        return StageFailure(
+            "infrastructure", f"building the FL runtime image failed: {exc}",
+            "the last lines show the failing step; the runtime's packages (flwr, datasets, "
+            "pyarrow, numpy) come from the package index: check that [build] pip_index_url, "
+            "the proxies and ca_bundle let pip reach them from the image-builder host",
             exc.details,
         )
     return StageFailure(

@@ -19,6 +19,7 @@ from reconciler.core.render import (
     REPO_MOUNT,
     BuilderSpec,
     render_actor_dockerfile,
+    render_runtime_dockerfile,
 )
 from reconciler.core.repo_url import is_local, local_path
 from reconciler.protocol.request import BuildRequest
@@ -75,10 +76,10 @@ def builder_spec(
         use_devel_base_images=sla.use_devel_base_images,
         images=image_refs(config.image_prefix, sla.ml_repo_url, commit),
         push=not config.local_registry,
-        dockerfiles={
-            role: render_actor_dockerfile(env, role=role, base_image=config.images.base_image)
-            for role in ROLES
-        },
+        dockerfiles=dict.fromkeys(ROLES, render_actor_dockerfile(
+            env, base_image=config.images.base_image, flavor=sla.ml_model_flavor.value,
+            isolate=bool(config.build.build_args()))),
+        runtime_dockerfile=render_runtime_dockerfile(env, base_image=config.images.base_image),
         labels=image_labels(project, commit, key),
         builder_version=__version__,
         python_images=dict(config.images.python),

@@ -22,6 +22,7 @@ from reconciler.protocol.request import BuildRequest, request_json
 
 COMPOSE_TEMPLATE = "builder-compose.yaml.j2"
 ACTOR_DOCKERFILE_TEMPLATE = "Dockerfile.actor.j2"
+RUNTIME_DOCKERFILE_TEMPLATE = "Dockerfile.runtime.j2"
 BUILDER_DOCKERFILE = "Dockerfile.builder"
 REPO_MOUNT = "/flops/repo"
 # The build request's file beside the rendered spec (see the compose template).
@@ -95,5 +96,18 @@ def render_compose(env: Environment, spec: BuilderSpec) -> str:
     )
 
 
-def render_actor_dockerfile(env: Environment, *, role: str, base_image: str) -> str:
-    return env.get_template(ACTOR_DOCKERFILE_TEMPLATE).render(role=role, base_image=base_image)
+def render_actor_dockerfile(
+    env: Environment, *, base_image: str, flavor: str, isolate: bool
+) -> str:
+    """The FL-actor Dockerfile (one for both roles: a target per role). ``isolate``: install
+    in side stages so the site's build arguments (index, proxies) stay out of the history."""
+    return env.get_template(ACTOR_DOCKERFILE_TEMPLATE).render(
+        base_image=base_image, flavor=flavor, isolate=isolate)
+
+
+def render_runtime_dockerfile(env: Environment, *, base_image: str) -> str:
+    """The FL runtime image's Dockerfile: the base every FL-actor image starts from. Always
+    installing in a side stage (whatever the site's settings), so one runtime image serves
+    every build on a base, with or without a site index."""
+    return env.get_template(RUNTIME_DOCKERFILE_TEMPLATE).render(
+        base_image=base_image, isolate=True)

@@ -17,6 +17,7 @@ from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
 import reconciler
+from reconciler.builder.runtime import actors_dir
 from reconciler.core.render import BUILDER_DOCKERFILE
 from reconciler.edges.docker_errors import last_line
 
@@ -29,12 +30,17 @@ class BuilderImageError(RuntimeError):
 
 def context_files(template_dirs: list[Path]) -> dict[str, Path]:
     """Build-context path -> source file: the builder program, the wire contract it shares
-    with the reconciler, PyYAML's pure-Python code."""
+    with the reconciler, the FL runtime it puts into every FL-actor image (`actors/`, at
+    reconciler/actors as in a wheel), PyYAML's pure-Python code."""
     package = Path(reconciler.__file__).parent
     files = {"reconciler/__init__.py": package / "__init__.py"}
     for folder in ("builder", "protocol"):
         for source in sorted((package / folder).glob("*.py")):
             files[f"reconciler/{folder}/{source.name}"] = source
+    actors = actors_dir()
+    for source in sorted(actors.rglob("*")):
+        if source.is_file() and "__pycache__" not in source.parts:
+            files[f"reconciler/actors/{source.relative_to(actors).as_posix()}"] = source
     for source in sorted(Path(yaml.__file__).parent.glob("*.py")):
         files[f"yaml/{source.name}"] = source
     files["Dockerfile"] = _find(template_dirs, BUILDER_DOCKERFILE)

@@ -24,6 +24,7 @@ Request (the file ``/run/secrets/flops-build-request``)::
      "images": {"learner": ref, "aggregator": ref},
      "push": bool,               # false in registry "local" mode: images stay in the engine
      "dockerfiles": {"learner": str, "aggregator": str},   # rendered by the reconciler
+     "runtime_dockerfile": str,  # the FL runtime image's Dockerfile, rendered by the reconciler
      "labels": {str: str},       # common labels for every image
      "builder_version": str,
      "python_images": {"3.10": "image:tag", ...},   # optional: FL-actor base per python

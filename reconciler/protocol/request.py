@@ -43,6 +43,7 @@ class BuildRequest:
     images: dict[str, str]
     push: bool = False
     dockerfiles: dict[str, str]
+    runtime_dockerfile: str  # the FL runtime image's Dockerfile (rendered by the reconciler)
     labels: dict[str, str] = field(default_factory=dict)
     builder_version: str = ""
     python_images: dict[str, str] = field(default_factory=dict)
@@ -114,6 +115,9 @@ def parse_request(raw: str | None) -> BuildRequest:
     ca_bundle = data.get("ca_bundle") or ""
     if not isinstance(ca_bundle, str):
         raise RequestError("'ca_bundle' must be PEM text")
+    runtime_dockerfile = data.get("runtime_dockerfile")
+    if not isinstance(runtime_dockerfile, str) or not runtime_dockerfile:
+        raise RequestError("'runtime_dockerfile' must be the runtime image's Dockerfile")
     ref = data.get("ref")
     return BuildRequest(
         project=data["project"], build_key=_text(data.get("build_key")),
@@ -122,7 +126,8 @@ def parse_request(raw: str | None) -> BuildRequest:
         flavor=_text(data.get("flavor")), platforms=platforms,
         use_devel_base_images=data.get("use_devel_base_images") is True,
         images={r: data["images"][r] for r in ROLES}, push=data.get("push") is True,
-        dockerfiles={r: data["dockerfiles"][r] for r in ROLES}, labels=labels,
+        dockerfiles={r: data["dockerfiles"][r] for r in ROLES},
+        runtime_dockerfile=runtime_dockerfile, labels=labels,
         builder_version=_text(data.get("builder_version")), python_images=dict(python_images),
         conda_base_image=conda_base, build_args=dict(build_args), build_network=network,
         ca_bundle=ca_bundle,

@@ -145,6 +145,20 @@ def test_check_repo_on_a_good_and_a_broken_repository(tmp_path: Path) -> None:
     assert reconciler(tmp_path, "check-repo", str(tmp_path / "good.git")).returncode == 0
 
 
+def test_check_repo_names_flops_utils_imports_the_images_do_not_provide(tmp_path: Path) -> None:
+    files = flops_ml_repo_files()
+    files["data_manager.py"] = ("from flops_utils.ml_repo_building_blocks import load_dataset\n"
+                                "from flops_utils.ml_repo_building_blocks import fetch_remote\n"
+                                + files["data_manager.py"])
+    repo = make_ml_repo(tmp_path, "imports", files)
+    result = reconciler(tmp_path, "check-repo", str(repo), "--json")
+    assert result.returncode == 1
+    [problem] = json.loads(result.stdout)["problems"]
+    assert (problem["file"], problem["line"], problem["category"]) == ("data_manager.py", 2,
+                                                                       "repo")
+    assert "fetch_remote" in problem["message"] and "load_dataset" in problem["message"]
+
+
 def test_a_pass_over_ready_projects_touches_no_engine_or_registry(
     tmp_path: Path, desired: Path
 ) -> None:

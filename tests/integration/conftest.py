@@ -40,7 +40,7 @@ from support import (
     flops_ml_repo_files as _flops_ml_repo_files,
 )
 
-from integration.harness import BuilderEvents, BuildGate, PackageIndex
+from integration.harness import BuilderEvents, BuildGate, PackageIndex, ensure_test_runtime
 from integration.swarm_bed import SecondEngine, main_engine_trusts_testbed
 
 BASE_IMAGE = "flops-base:bookworm"
@@ -88,11 +88,21 @@ def compose_plugin(docker_engine: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def base_image(docker_engine: str) -> str:
-    """The locally built base image ``flops-base:bookworm`` (nothing can be pulled)."""
+def base_image(fl_runtime: str) -> str:
+    """The locally built base image ``flops-base:bookworm`` (nothing can be pulled), with the
+    FL runtime image for it made (see ``fl_runtime``)."""
+    return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def fl_runtime(docker_engine: str) -> str:
+    """The FL runtime image for ``flops-base:bookworm`` on the main engine, made once (from
+    PyPI, trusting the host's CA bundle: DESIGN §8) exactly as a builder would make it, so a
+    builder finds it and no test build needs the package index for the runtime; its
+    reference. Cached in the engine: later sessions find it at once."""
     if not docker_image_exists(BASE_IMAGE):
         unavailable(f"base image {BASE_IMAGE} is missing")
-    return BASE_IMAGE
+    return ensure_test_runtime(BASE_IMAGE)
 
 
 # --- registry -------------------------------------------------------------------------------
@@ -120,7 +130,7 @@ def registry(
 
 @pytest.fixture(scope="session")
 def second_engine(
-    base_image: str, tmp_path_factory: pytest.TempPathFactory
+    base_image: str, fl_runtime: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SecondEngine]:
     """A second ``dockerd`` in its own network and mount namespace (DESIGN §8), with the base
     image loaded. Test servers that it must reach listen on ``.host_addr``."""
@@ -132,7 +142,7 @@ def second_engine(
         unavailable(problem)
     engine = SecondEngine.start(tmp_path_factory.mktemp("node-b"))
     try:
-        engine.load_images([base_image])
+        engine.load_images([base_image, fl_runtime])
         yield engine
     finally:
         engine.stop()

@@ -83,6 +83,27 @@ class Background:
         return self.signal(signal.SIGKILL)
 
 
+HOST_CA_BUNDLE = Path(os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
+                      or "/etc/ssl/certs/ca-certificates.crt")
+
+
+def ensure_test_runtime(base_image: str) -> str:
+    """The FL runtime image for ``base_image`` on the local engine, made as a builder makes
+    it (the same rendered Dockerfile, the same key), from PyPI with the host's CA bundle."""
+    from reconciler.builder.engine import Engine
+    from reconciler.builder.runtime import load_runtime
+    from reconciler.builder.runtime_image import ensure_runtime_image
+    from reconciler.core.render import make_environment, render_runtime_dockerfile
+    from reconciler.edges.settings import template_dirs
+
+    dockerfile = render_runtime_dockerfile(make_environment(template_dirs(None)),
+                                           base_image=base_image)
+    ca_bundle = HOST_CA_BUNDLE.read_text() if HOST_CA_BUNDLE.is_file() else ""
+    ref, _built = ensure_runtime_image(Engine.from_env(), base_image, dockerfile,
+                                       load_runtime(), ca_bundle=ca_bundle, network="host")
+    return ref
+
+
 @dataclass
 class Workspace:
     root: Path
@@ -92,6 +113,9 @@ class Workspace:
     extra: dict[str, Any] = field(default_factory=dict)
     options: list[str] = field(default_factory=list)  # global options, before the command
     env: dict[str, str] = field(default_factory=dict)  # added to the commands' environment
+    # `[build]`: the host's CA bundle unless a test says otherwise (PyPI is reached only
+    # through a gateway that bundle trusts: DESIGN §8)
+    build: dict[str, str] = field(default_factory=lambda: {"ca_bundle": str(HOST_CA_BUNDLE)})
 
     def __post_init__(self) -> None:
         self.desired.mkdir(parents=True, exist_ok=True)
@@ -119,6 +143,8 @@ class Workspace:
             f'base_image = "{self.base_image}"',
             "[images]",
             f'base_image = "{self.base_image}"',
+            "[build]",
+            *(f"{key} = {json.dumps(value)}" for key, value in self.build.items()),
         ]
         for host in self.hosts or []:
             lines += ["[[hosts]]", *(f"{k} = {json.dumps(v)}" for k, v in host.items())]
@@ -223,8 +249,9 @@ def sla_text(url: str, *, flavor: str = "sklearn", extra: str = "") -> str:
     return f"ml_repo_url: {json.dumps(url)}\nml_model_flavor: {flavor}\n{extra}"
 
 
-def docker(*args: str) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=True)
+def docker(*args: str, timeout: float | None = 600) -> str:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=True,
+                          timeout=timeout)
     return done.stdout
 
 

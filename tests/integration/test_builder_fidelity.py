@@ -29,8 +29,9 @@ pytestmark = REMOVES_REGISTRY_IMAGES
 def site(tmp_path: Path, registry: RegistryServer, base_image: str, index: PackageIndex,
          extra: str = "") -> Workspace:
     ws = Workspace(tmp_path / "ws", registry.url, base_image)
-    ws.config.write_text(ws.config.read_text() + extra
-                         + f'[build]\npip_index_url = "{index.url}"\n')
+    ws.build["pip_index_url"] = index.url
+    ws.write_config()
+    ws.config.write_text(ws.config.read_text() + extra)
     return ws
 
 
@@ -53,10 +54,16 @@ def test_repairs_are_applied_labelled_and_logged(
     assert result.code == 0, result.stdout + ws.log("repairs")
     images = ws.status()["repairs"]["images"]
 
-    probe = ("import importlib.util as u, torchvision; "
-             "print(u.find_spec('mlflow') is not None, torchvision.VERSION)")
-    assert python_says(images["learner"], probe) == "False 0.16.0"
-    assert python_says(images["aggregator"], probe) == "True 0.16.0"
+    # The repository's mlflow is removed for the learner (no module imports it), which
+    # keeps the runtime's mlflow-skinny; the aggregator gets the repository's mlflow, which
+    # replaces the runtime's mlflow-skinny (one `mlflow` module, never two distributions).
+    probe = ("import importlib.metadata as m, torchvision\n"
+             "def v(name):\n"
+             "    try: return m.version(name)\n"
+             "    except m.PackageNotFoundError: return '-'\n"
+             "print(v('mlflow'), v('mlflow-skinny') != '-', torchvision.VERSION)")
+    assert python_says(images["learner"], probe) == "- True 0.16.0"
+    assert python_says(images["aggregator"], probe) == "2.9.2 False 0.16.0"
 
     labels = json.loads(docker("image", "inspect", images["learner"], "--format",
                                "{{json .Config.Labels}}"))

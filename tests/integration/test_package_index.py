@@ -59,9 +59,8 @@ def test_dependencies_install_from_the_configured_index(
     index = with_user(package_index.url, "flops-index-user", INDEX_SECRET)
     extra = with_user(package_index.url.replace("/simple", "/extra/simple"),
                       "flops-extra-user", EXTRA_SECRET)
-    ws = Workspace(tmp_path / "ws", registry.url, base_image)
-    ws.config.write_text(ws.config.read_text() + f'[build]\npip_index_url = "{index}"\n'
-                         f'pip_extra_index_url = "{extra}"\n')
+    ws = Workspace(tmp_path / "ws", registry.url, base_image,
+                   build={"pip_index_url": index, "pip_extra_index_url": extra})
     ws.sla("indexed.yaml", sla_text(url))
     result = ws.run("apply", "--wait")
     assert result.code == 0, result.stdout + result.stderr + ws.log("indexed")
@@ -121,10 +120,9 @@ def test_a_site_ca_bundle_lets_pip_trust_an_https_index(
         for trust in (False, True):
             name = f"tls-{str(trust).lower()}"
             url, _ = publish(name, ml_files(marker=name, extra_deps=[f"flops-testdep=={VERSION}"]))
-            ws = Workspace(tmp_path / name, registry.url, base_image)
-            bundle = f'ca_bundle = "{ca}"\n' if trust else ""
-            ws.config.write_text(ws.config.read_text()
-                                 + f'[build]\npip_index_url = "{index}"\n{bundle}')
+            ws = Workspace(tmp_path / name, registry.url, base_image,
+                           build={"pip_index_url": index, **({"ca_bundle": str(ca)}
+                                                             if trust else {})})
             ws.sla(f"{name}.yaml", sla_text(url))
             results[trust] = (ws.run("apply", "--wait").code, ws.status()[name])
     finally:
@@ -172,9 +170,8 @@ def test_the_request_with_credentials_and_a_site_sized_ca_bundle_stays_out_of_sp
                                             extra_deps=[f"flops-testdep=={VERSION}"]))
         templates = held_templates(tmp_path / "templates", build_gate, uuid.uuid4().hex)
         ws = Workspace(tmp_path / "ws", registry.url, base_image,
-                       options=["--templates", str(templates)])
-        ws.config.write_text(ws.config.read_text() + f'[build]\npip_index_url = "{index}"\n'
-                             f'ca_bundle = "{bundle}"\n')
+                       options=["--templates", str(templates)],
+                       build={"pip_index_url": index, "ca_bundle": str(bundle)})
         ws.sla("big-ca.yaml", sla_text(url))
         apply = ws.start("apply", "--wait")
         try:

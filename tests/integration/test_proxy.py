@@ -60,12 +60,10 @@ def test_dependencies_install_through_the_configured_http_proxy(
     with ForwardProxy({f"{INDEX_HOST}:{index_port}": ("127.0.0.1", index_port)}) as proxy:
         http_proxy = with_user(proxy.url, "flops-http-user", HTTP_SECRET)
         https_proxy = with_user(proxy.url, "flops-https-user", HTTPS_SECRET)  # unused: no TLS
-        ws = Workspace(tmp_path / "ws", registry.url, base_image)
         # no_proxy exempts the loopback names only: the index's host goes through the proxy.
-        ws.config.write_text(ws.config.read_text() + (
-            f'[build]\npip_index_url = "{index}"\npip_trusted_host = "{INDEX_HOST}"\n'
-            f'http_proxy = "{http_proxy}"\nhttps_proxy = "{https_proxy}"\n'
-            f'no_proxy = "{NO_PROXY}"\n'))
+        ws = Workspace(tmp_path / "ws", registry.url, base_image, build={
+            "pip_index_url": index, "pip_trusted_host": INDEX_HOST, "http_proxy": http_proxy,
+            "https_proxy": https_proxy, "no_proxy": NO_PROXY})
         ws.sla("proxied.yaml", sla_text(url))
         result = ws.run("apply", "--wait")
         requests = proxy.requests()

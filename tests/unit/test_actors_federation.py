@@ -178,8 +178,9 @@ def test_toy_example_federates_and_is_saved_as_a_pyfunc_model(spawn: Spawn, tmp_
     assert isinstance(weight, float) and weight == pytest.approx(2.0, abs=0.1)
     assert bias == pytest.approx(1.0, abs=0.1)
     assert result["best_round"] in (1, 2, 3)
-    with pytest.raises(Exception, match="no predict method"):
-        loaded.predict([[1.0]])
+    # The example's ModelManager predicts y = weight * x + bias for each row [x].
+    [prediction] = loaded.predict([[1.0]])
+    assert prediction == pytest.approx(weight + bias)
 
 
 def test_learner_started_first_waits_and_connects_once_the_aggregator_is_up(

@@ -23,16 +23,34 @@ def conda(*deps: str, pip: tuple[str, ...] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_mlflow_is_dropped_for_the_learner_only(tmp_path: Path) -> None:
+def test_mlflow_is_dropped_for_the_learner_only_when_no_module_imports_it(
+    tmp_path: Path,
+) -> None:
     repo = repo_with(tmp_path, conda("python=3.10", "pip", pip=("mlflow==2.9.2", "numpy==1.26")))
+    (repo / "model_manager.py").write_text("import numpy\n")
     plan = plan_dependencies(repo)
     assert plan.ok
     assert plan.requirements["learner"] == ["numpy==1.26"]
     assert plan.requirements["aggregator"] == ["mlflow==2.9.2", "numpy==1.26"]
-    expected = ("learner: removed mlflow==2.9.2 (the learner does not track experiments; "
+    expected = ("learner: removed mlflow==2.9.2 (no module of the repository imports mlflow; "
                 "the aggregator keeps it)")
     assert plan.repairs == [expected]
     assert plan.role_repairs == {"learner": [expected], "aggregator": []}
+
+
+def test_mlflow_stays_in_the_learner_when_the_repository_imports_it(tmp_path: Path) -> None:
+    """A FLOps sklearn repository calls mlflow.sklearn.autolog() at module level: without
+    mlflow its learner could not even import model_manager.py."""
+    repo = repo_with(tmp_path, conda("pip", pip=("mlflow==2.12.1", "scikit-learn")))
+    (repo / "model_manager.py").write_text("import numpy\nimport mlflow.sklearn\n")
+    plan = plan_dependencies(repo)
+    assert plan.requirements["learner"] == plan.requirements["aggregator"] == [
+        "mlflow==2.12.1", "scikit-learn"]
+    [repair] = plan.repair_diffs
+    assert repair.roles == ("learner",)
+    assert repair.summary == ("learner: kept mlflow==2.12.1 (model_manager.py:2 imports "
+                              "mlflow, so the learner needs it to start)")
+    assert repair.diff == ("  mlflow==2.12.1  # conda.yaml:6 (kept)",)
 
 
 def test_mlflow_skinny_and_a_conda_mlflow_are_dropped_too(tmp_path: Path) -> None:

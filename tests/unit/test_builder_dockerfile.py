@@ -9,6 +9,7 @@ import pytest
 from reconciler.builder.dockerfile import (
     CONDA_HOOK,
     base_image,
+    has_stage,
     with_base_image,
     with_conda_hook,
 )
@@ -112,12 +113,14 @@ def test_a_template_that_installs_conda_packages_itself_gets_no_hook() -> None:
 
 
 def test_the_shipped_template_gets_the_base_and_the_hook_once_in_its_first_stage() -> None:
-    rendered = render_actor_dockerfile(make_environment([TEMPLATES]), role="learner",
-                                       base_image="python:3.11-slim")
+    rendered = render_actor_dockerfile(make_environment([TEMPLATES]), flavor="sklearn",
+                                       base_image="python:3.11-slim", isolate=True)
     text = with_conda_hook(with_base_image(rendered, "reg.example/micromamba:1.5"))
     froms = [line for line in text.splitlines() if line.startswith("FROM")]
-    assert froms == ["FROM reg.example/micromamba:1.5 AS actor-base", "FROM actor-base AS deps",
-                     "FROM actor-base"]
+    assert froms[0] == "FROM reg.example/micromamba:1.5 AS runtime"
+    assert all("micromamba" not in line for line in froms[1:])
     assert base_image(text) == "reg.example/micromamba:1.5"
     assert text.count(CONDA_HOOK) == 1
     assert text.index(froms[0]) < text.index(CONDA_HOOK) < text.index(froms[1])
+    assert has_stage(text, "learner") and has_stage(text, "Aggregator")
+    assert not has_stage(text, "trainer")

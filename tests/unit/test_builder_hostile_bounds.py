@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reconciler.builder import protocol
+from builder_support import build_request
+
 from reconciler.builder.checks import REQUIRED_METHODS
 from reconciler.builder.deps import plan_dependencies
 from reconciler.builder.limits import (
@@ -71,11 +72,7 @@ def build(repo: Path) -> str:
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "hostile")
     sha = git(repo, "rev-parse", "HEAD")
-    request = {
-        "project": "demo", "build_key": "k", "repo_url": str(repo), "commit": sha,
-        "images": {r: f"flops.local/acme/demo/{r}:{sha}" for r in protocol.ROLES},
-        "dockerfiles": {r: "FROM base\n" for r in protocol.ROLES},
-    }
+    request = build_request(repo, sha)
     out = io.StringIO()
 
     def no_engine() -> Any:

@@ -13,15 +13,15 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
+from builder_support import FakeEngine, build_request
 
 from reconciler.builder import protocol
 from reconciler.builder.checks import REQUIRED_METHODS, check_structure
 from reconciler.builder.context import write_flops_dir, write_tar
 from reconciler.builder.deps import plan_dependencies
-from reconciler.builder.engine import Engine
 from reconciler.builder.review import review_repository
 from reconciler.builder.run import run
 
@@ -55,12 +55,8 @@ def commit(repo: Path) -> str:
 
 
 def request(repo: Path, sha: str) -> dict[str, Any]:
-    return {
-        "project": "demo", "build_key": "k", "repo_url": str(repo), "commit": sha,
-        "images": {r: f"flops.local/acme/demo/{r}:{sha}" for r in protocol.ROLES},
-        "dockerfiles": {r: "FROM base\n" for r in protocol.ROLES},
-        "build_args": {"PIP_INDEX_URL": f"https://user:{SECRET}@pypi.internal/simple"},
-    }
+    return build_request(repo, sha, build_args={
+        "PIP_INDEX_URL": f"https://user:{SECRET}@pypi.internal/simple"})
 
 
 def check_repo(repo: Path) -> subprocess.CompletedProcess[str]:
@@ -73,28 +69,16 @@ def check_repo(repo: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-class RecordingEngine(Engine):
-    """Takes the build context apart instead of building; every build succeeds."""
+class RecordingEngine(FakeEngine):
+    """Keeps the members and files of the last FL-actor build context."""
 
-    def __init__(self) -> None:
-        super().__init__("unix:///nonexistent.sock")
-        self.members: list[tarfile.TarInfo] = []
-        self.files: dict[str, bytes] = {}
+    @property
+    def members(self) -> list[tarfile.TarInfo]:
+        return self.tar_members[self.builds[-1][0]]
 
-    def platform(self) -> str:
-        return "linux/amd64"
-
-    def build(self, context: bytes | IO[bytes], tag: str, dockerfile_path: str,
-              labels: dict[str, str], **_: Any) -> tuple[str, list[str]]:
-        assert not isinstance(context, bytes)
-        context.seek(0)
-        with tarfile.open(fileobj=context) as tar:
-            self.members = tar.getmembers()
-            for member in self.members:
-                extracted = tar.extractfile(member) if member.isfile() else None
-                if extracted is not None:
-                    self.files[member.name] = extracted.read()
-        return "sha256:" + "1" * 64, []
+    @property
+    def files(self) -> dict[str, bytes]:
+        return self.contexts[self.builds[-1][0]]
 
 
 @pytest.mark.parametrize(("target", "leak"), [("/proc/self/environ", SECRET),
@@ -257,7 +241,8 @@ def test_a_flops_symlink_is_replaced_and_nothing_is_written_through_it(tmp_path:
         f"the repository's .flops (a symlink to {somewhere}) was removed: the builder writes "
         "its generated files there"]
     flops = {m.name: m for m in engine.members if m.name.startswith(".flops")}
-    assert flops[".flops"].isdir() and all(m.isfile() for n, m in flops.items() if n != ".flops")
+    assert flops[".flops"].isdir() and all(m.isfile() or m.isdir() for m in flops.values())
+    assert not any(m.issym() for m in flops.values())
     assert engine.files[".flops/requirements-learner.txt"] == b"numpy\n"
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builder_support import build_request
 
-from reconciler.builder import protocol
 from reconciler.builder.checks import REQUIRED_METHODS, check_structure
 from reconciler.builder.deps import plan_dependencies
 from reconciler.builder.limits import MAX_SHOWN_NAMES, MAX_SOURCE_FILE_BYTES
@@ -52,11 +52,7 @@ def build(repo: Path) -> dict[str, Any]:
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "hostile")
     sha = git(repo, "rev-parse", "HEAD")
-    request = {
-        "project": "demo", "build_key": "k", "repo_url": str(repo), "commit": sha,
-        "images": {r: f"flops.local/acme/demo/{r}:{sha}" for r in protocol.ROLES},
-        "dockerfiles": {r: "FROM base\n" for r in protocol.ROLES},
-    }
+    request = build_request(repo, sha)
     out = io.StringIO()
 
     def no_engine() -> Any:

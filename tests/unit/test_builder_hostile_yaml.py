@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builder_support import build_request
 
-from reconciler.builder import protocol
 from reconciler.builder.checks import REQUIRED_METHODS, check_structure
 from reconciler.builder.conda import conda_to_pip
 from reconciler.builder.deps import plan_dependencies
@@ -70,11 +70,7 @@ def build(repo: Path) -> tuple[int, str]:
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "hostile")
     commit = git(repo, "rev-parse", "HEAD")
-    request = {
-        "project": "demo", "build_key": "k", "repo_url": str(repo), "commit": commit,
-        "images": {r: f"flops.local/acme/demo/{r}:{commit}" for r in protocol.ROLES},
-        "dockerfiles": {r: "FROM base\n" for r in protocol.ROLES},
-    }
+    request = build_request(repo, commit)
     out = io.StringIO()
 
     def no_engine() -> Any:

@@ -13,14 +13,14 @@ import os
 import socketserver
 import subprocess
 import sys
-import tarfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
 import pytest
+from builder_support import FakeEngine, build_request, git
 
 from reconciler.builder import protocol
 from reconciler.builder.checks import REQUIRED_METHODS
@@ -29,19 +29,13 @@ from reconciler.builder.deps import ImageOptions
 from reconciler.builder.engine import Engine, EngineError, EngineUnreachable, split_reference
 from reconciler.builder.review import review_repository
 from reconciler.builder.run import run
+from reconciler.builder.runtime import load_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_MANAGER = "class ModelManager:\n" + "".join(
     f"    def {m}(self):\n        pass\n" for m in REQUIRED_METHODS
 )
 CONDA = "name: fl\ndependencies:\n  - python=3.11\n  - pip:\n    - mlflow==2.9.2\n    - flwr\n"
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        cwd=repo, check=True, capture_output=True, text=True,
-    ).stdout.strip()
 
 
 def git_repo(root: Path, files: dict[str, str]) -> tuple[Path, str]:
@@ -56,16 +50,7 @@ def git_repo(root: Path, files: dict[str, str]) -> tuple[Path, str]:
 
 
 def request(repo: Path, commit: str, push: bool = False) -> dict[str, Any]:
-    return {
-        "project": "demo", "build_key": "k1", "repo_url": str(repo),
-        "source_url": "https://example.org/acme/demo.git", "commit": commit, "ref": None,
-        "flavor": "sklearn", "platforms": ["linux/amd64"], "use_devel_base_images": False,
-        "images": {r: f"127.0.0.1:5000/acme/demo/{r}:{commit}" for r in protocol.ROLES},
-        "push": push,
-        "dockerfiles": {r: f"FROM base\nENV FLOPS_ROLE={r}\n" for r in protocol.ROLES},
-        "labels": {"org.opencontainers.image.revision": commit},
-        "builder_version": "0.1.0",
-    }
+    return build_request(repo, commit, push=push)
 
 
 def events_of(text: str) -> list[dict[str, Any]]:
@@ -136,42 +121,6 @@ def test_a_commit_that_is_not_a_full_id_is_refused_before_git_runs(tmp_path: Pat
     assert not (tmp_path / "out").exists()
 
 
-class FakeEngine(Engine):
-    """Records builds and pushes; `fail` names the operation that raises."""
-
-    def __init__(self, fail: str = "") -> None:
-        super().__init__("unix:///nonexistent.sock")
-        self.fail = fail
-        self.builds: list[tuple[str, str, dict[str, str], list[str]]] = []
-        self.contexts: dict[str, dict[str, bytes]] = {}
-        self.pushed: list[str] = []
-
-    def platform(self) -> str:
-        return "linux/amd64"
-
-    def build(self, context: bytes | IO[bytes], tag: str, dockerfile_path: str,
-              labels: dict[str, str], **_: Any) -> tuple[str, list[str]]:
-        assert not isinstance(context, bytes)
-        context.seek(0)
-        with tarfile.open(fileobj=context) as tar:
-            names = tar.getnames()
-            files = {m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
-                     for m in tar.getmembers() if m.isfile()}
-        self.builds.append((tag, dockerfile_path, labels, names))
-        self.contexts[tag] = files
-        if self.fail == "build":
-            raise EngineError(f"building {tag} failed: pip exited 1", ["Step 2/5", "boom"])
-        return f"sha256:{len(self.builds):064d}", []
-
-    def push(self, ref: str, **_: Any) -> str:
-        if self.fail == "push":
-            raise EngineError(f"pushing {ref} failed: connection refused", ["denied"])
-        if self.fail == "unreachable":
-            raise EngineUnreachable("no Docker engine at unix:///x")
-        self.pushed.append(ref)
-        return f"sha256:{'d' * 63}{len(self.pushed)}"
-
-
 def run_in_process(req: dict[str, Any], engine: Engine) -> tuple[int, list[dict[str, Any]]]:
     out = io.StringIO()
     code = run(json.dumps(req), out, engine_factory=lambda: engine)
@@ -189,14 +138,14 @@ def test_a_good_repository_is_built_pushed_and_reported(good_repo: tuple[Path, s
     code, events = run_in_process(req, engine)
     assert code == 0
     assert stage_events(events) == [
-        (s, state) for s in ("clone", "check", "dependencies", "build:learner",
+        (s, state) for s in ("clone", "check", "dependencies", "runtime", "build:learner",
                              "build:aggregator", "push:learner", "push:aggregator")
         for state in ("start", "end")
     ]
     repairs = [e for e in events if e["type"] == "log" and e["level"] == "WARN"]
     assert [(e["stage"], e["message"]) for e in repairs] == [(
-        "dependencies", "learner: removed mlflow==2.9.2 (the learner does not track "
-        "experiments; the aggregator keeps it)",
+        "dependencies", "learner: removed mlflow==2.9.2 (no module of the repository "
+        "imports mlflow; the aggregator keeps it)",
     )]
     result = events[-1]
     assert result["ok"] is True
@@ -226,8 +175,21 @@ def test_each_role_gets_its_dockerfile_requirements_and_labels(
     files = engine.contexts[l_tag]
     assert files[".flops/requirements-learner.txt"] == b"flwr\n"
     assert files[".flops/requirements-aggregator.txt"] == b"mlflow==2.9.2\nflwr\n"
-    assert files[".flops/Dockerfile.learner"] == req["dockerfiles"]["learner"].encode()
-    assert b"from model_manager import ModelManager" in files[".flops/entrypoint.py"]
+    # The aggregator adds the repository's own mlflow (not imported: the learner goes
+    # without), which replaces the runtime's mlflow-skinny.
+    assert files[".flops/requirements-aggregator-extra.txt"] == b"mlflow==2.9.2\n"
+    assert files[".flops/uninstall-aggregator-deps.txt"] == b"mlflow-skinny\n"
+    assert files[".flops/uninstall-deps.txt"] == b""
+    [runtime_image] = engine.runtime_builds
+    assert files[".flops/Dockerfile.learner"] == req["dockerfiles"]["learner"].replace(
+        "FROM base ", f"FROM {runtime_image} ", 1).encode()
+    runtime = load_runtime()
+    for name, content in runtime.files.items():
+        assert files[f".flops/runtime/{name}"] == content
+    assert ".flops/runtime/flops_actor/learner.py" in files
+    assert ".flops/runtime/flops_utils/provided.json" in files
+    assert l_labels["flops.runtime"] == a_labels["flops.runtime"] == runtime.label
+    assert "flwr==" in runtime.label and "mlflow-skinny==" in runtime.label
     assert "model_manager.py" in files
 
 
@@ -464,10 +426,13 @@ def test_the_python_pin_selects_the_from_image_of_both_dockerfiles(
     req = {**request(*good_repo), "python_images": PYTHON_IMAGES}
     code, events = run_in_process(req, engine)
     assert code == 0
+    [runtime] = engine.runtime_builds
+    runtime_files = engine.contexts[runtime]
+    assert runtime_files[".flops/Dockerfile.runtime"].startswith(
+        b"FROM reg.example/py:3.11 AS actor-base\n")
     files = engine.contexts[req_tag(engine, "learner")]
-    expected = b"FROM reg.example/py:3.11\nENV FLOPS_ROLE=learner\n"
-    assert files[".flops/Dockerfile.learner"] == expected
-    assert files[".flops/Dockerfile.aggregator"].startswith(b"FROM reg.example/py:3.11\n")
+    for role in ("learner", "aggregator"):
+        assert files[f".flops/Dockerfile.{role}"].startswith(f"FROM {runtime} AS ".encode())
     infos = [e["message"] for e in log_events(events, "INFO") if e["stage"] == "dependencies"]
     assert "conda.yaml:3 pins python=3.11: the images build from reg.example/py:3.11 " \
            "(python 3.11)" in infos
@@ -492,8 +457,8 @@ def test_without_a_python_map_the_rendered_base_is_kept(good_repo: tuple[Path, s
     engine = FakeEngine()
     code, events = run_in_process({**request(*good_repo), "python_images": {}}, engine)
     assert code == 0
-    files = engine.contexts[req_tag(engine, "learner")]
-    assert files[".flops/Dockerfile.learner"].startswith(b"FROM base\n")
+    [runtime] = engine.runtime_builds
+    assert engine.contexts[runtime][".flops/Dockerfile.runtime"].startswith(b"FROM base ")
     assert events[-1]["base_image"] is None
 
 
@@ -506,9 +471,12 @@ def test_conda_only_packages_build_from_the_conda_base_with_the_hook(tmp_path: P
            "python_images": PYTHON_IMAGES}
     code, events = run_in_process(req, engine)
     assert code == 0, events[-1]
+    [runtime] = engine.runtime_builds
+    assert engine.contexts[runtime][".flops/Dockerfile.runtime"].startswith(
+        b"FROM reg.example/conda:24 AS actor-base\n")
     files = engine.contexts[req_tag(engine, "learner")]
     dockerfile = files[".flops/Dockerfile.learner"].decode()
-    assert dockerfile.startswith("FROM reg.example/conda:24\n")
+    assert dockerfile.startswith(f"FROM {runtime} AS runtime\n")
     assert "--file /tmp/flops/conda-packages.txt" in dockerfile
     assert files[".flops/conda-packages.txt"] == b"python=3.11\ncudatoolkit=11.8\n"
     assert files[".flops/conda-channels.txt"] == b"nvidia\nconda-forge\n"

@@ -118,11 +118,13 @@ def test_builder_image_network_and_socket_come_from_configuration() -> None:
 
 def test_actor_dockerfiles_use_the_configured_base_image() -> None:
     config = Config(images={"base_image": "debian-python:bookworm"})
-    dockerfiles = builder_spec(project(), COMMIT, config, HOST, ENV).request.dockerfiles
+    request = builder_spec(project(), COMMIT, config, HOST, ENV).request
+    assert "FROM debian-python:bookworm AS actor-base\n" in request.runtime_dockerfile
+    dockerfiles = request.dockerfiles
     assert set(dockerfiles) == set(ROLES)
-    for role, text in dockerfiles.items():
-        assert "FROM debian-python:bookworm AS actor-base\n" in text
-        assert f"FLOPS_ROLE={role}" in text
+    assert dockerfiles["learner"] == dockerfiles["aggregator"]  # one file, a target a role
+    for role in ROLES:
+        assert f"FLOPS_ROLE={role}" in dockerfiles[role]
 
 
 def test_a_network_repository_is_not_mounted() -> None:

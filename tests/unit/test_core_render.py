@@ -24,6 +24,7 @@ from reconciler.core.render import (
     render_actor_dockerfile,
     render_compose,
     render_request,
+    render_runtime_dockerfile,
 )
 from reconciler.core.repo_url import check_ref
 from reconciler.core.sla import parse_sla
@@ -106,7 +107,7 @@ def benign_spec(**changes: Any) -> BuilderSpec:
         "docker_socket": "/var/run/docker.sock",
         "request": BuildRequest(project="demo", repo_url="https://example.org/owner/demo",
                                 source_url="https://example.org/owner/demo", commit=COMMIT,
-                                images={}, dockerfiles={}),
+                                images={}, dockerfiles={}, runtime_dockerfile="FROM base\n"),
         "repo_mount": None,
     }
     fields.update(changes)
@@ -205,7 +206,8 @@ def test_no_value_can_change_the_shape_of_the_spec(
     typed = BuildRequest(
         project=strings["project"], repo_url="https://example.org/owner/" + strings["name"],
         source_url=strings["image"], commit=COMMIT, ref=strings["network"], images={},
-        dockerfiles={}, labels={key: json.dumps(value) for key, value in request.items()})
+        dockerfiles={}, runtime_dockerfile="FROM base\n",
+        labels={key: json.dumps(value) for key, value in request.items()})
     spec = benign_spec(request=typed, repo_mount=repo_mount, **strings)
     text = render_compose(ENV, spec)
     benign = benign_spec(repo_mount="/srv/repo" if repo_mount else None)
@@ -307,15 +309,34 @@ def test_quote_refuses_anything_but_scalars(value: Any) -> None:
         quote(value)
 
 
-@pytest.mark.parametrize("role", ["learner", "aggregator"])
-def test_actor_dockerfile_uses_the_base_image_and_the_role(role: str) -> None:
-    text = render_actor_dockerfile(ENV, role=role, base_image="example.org/python:3.11")
+@pytest.mark.parametrize("isolate", [False, True])
+def test_one_actor_dockerfile_builds_both_roles_on_shared_stages(isolate: bool) -> None:
+    text = render_actor_dockerfile(ENV, base_image="example.org/python:3.11", flavor="keras",
+                                   isolate=isolate)
+    instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
+    # The builder sets this first image to the FL runtime image (Dockerfile.runtime.j2).
+    assert instructions[0] == "FROM example.org/python:3.11 AS runtime"
+    stages = [line.split(" AS ")[1] for line in instructions if line.startswith("FROM")]
+    side = ["deps-install", "aggregator-deps-install"]
+    expected = ["runtime", "deps", "learner", "aggregator-deps", "aggregator"]
+    assert [s for s in stages if s not in side] == expected
+    assert [s for s in stages if s in side] == (side if isolate else [])
+    # Every stage but the first starts from an earlier one: the base image is pulled once.
+    froms = [line for line in instructions if line.startswith("FROM")][1:]
+    assert all(line.split()[1] in stages for line in froms)
+    assert "ENV FLOPS_ROLE=learner" in text and 'CMD ["python3", "-m", "flops_actor.learner"]' \
+        in text
+    assert "FLOPS_MODEL_FLAVOR=keras" in text
+    # The site's build arguments are declared in side stages only (never when not isolating).
+    assert text.count("ARG PIP_INDEX_URL") == (2 if isolate else 0)
+
+
+def test_the_runtime_dockerfile_installs_only_the_runtime_requirements() -> None:
+    text = render_runtime_dockerfile(ENV, base_image="example.org/python:3.11")
     instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert instructions[0] == "FROM example.org/python:3.11 AS actor-base"
-    # The dependency stage and the image start from that stage, not from the image again.
-    froms = [line for line in instructions if line.startswith("FROM")]
-    assert froms[1:] == ["FROM actor-base AS deps", "FROM actor-base"]
-    assert f"FLOPS_ROLE={role}" in text
-    assert f"COPY .flops/requirements-{role}.txt /tmp/flops/requirements.txt" in text
-    other = "aggregator" if role == "learner" else "learner"
-    assert other not in text.replace("learner, aggregator", "")
+    assert "PYTHONPATH=/opt/flops/runtime" in text
+    assert ".flops/requirements-runtime-image.txt" in text
+    assert "requirements-learner" not in text and "COPY . " not in text
+    # Always in a side stage: the one runtime image serves sites with and without an index.
+    assert text.count("ARG PIP_INDEX_URL") == 1
