@@ -134,10 +134,13 @@ class BuildRunner:
                  "image-builder=true" if self.config.backend == "swarm" else f"on host {host.name}")
         self.report(leader.name, f"starting builder {where}")
         try:
-            if self.backend.find(host, spec.name) is None:
+            found = self.backend.find(host, spec.name)
+            if found is None or not found.started:
                 # Written before the deploy: a crash right after the builder starts must
                 # not leave a builder that the log never named.
-                self.book.log.info(leader.name, "deploy", f"starting builder {spec.name} {where}")
+                what = ("starting builder" if found is None else "completing builder (created "
+                        "but never started: a deploy cut short)")
+                self.book.log.info(leader.name, "deploy", f"{what} {spec.name} {where}")
                 self.backend.deploy(host, spec.name, render_compose(self.env, spec),
                                     render_request(spec))
             else:  # a builder of this key exists already (a crash after deploy): adopt it
@@ -229,7 +232,7 @@ class BuildRunner:
         endpoint = f"Docker host {build.host}"
         try:
             builder = self.backend.find(host, name) if host else None
-            if builder is None:
+            if builder is None or not builder.started:  # gone, or its deploy was cut short
                 self._restart(name, build)
                 return True
             if only_if_exited and self.backend.exit_code(builder) is None:
@@ -334,11 +337,11 @@ class BuildRunner:
             self.report(record.project, final.phase.value)
 
     def _restart(self, name: str, build: BuildRecord) -> None:
-        """The builder is gone before reporting (e.g. a crash before it started): queue
-        its projects again; the next pass starts a builder for them."""
+        """The builder is gone before reporting, or was never started (a crash during its
+        deploy): queue its projects again; the next pass starts (or completes) a builder."""
         for record in self.book.subscribers(name):
             self.book.log.warn(record.project, "builder",
-                               f"builder {name} not found; the build is started again")
+                               f"builder {name} not found running; the build is started again")
             self.book.change(record.project, phase=Phase.pending, build=None)
 
     # -- taking down ----------------------------------------------------------------------------
