@@ -5,15 +5,22 @@ in-process or as `python -m reconciler.builder`."""
 from __future__ import annotations
 
 import io
+import json
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import IO, Any
 
 from reconciler.builder import protocol
+from reconciler.builder.checks import REQUIRED_METHODS
 from reconciler.builder.engine import Engine, EngineError, EngineUnreachable
+from reconciler.builder.run import run
 
 RUNTIME_DOCKERFILE = "FROM base AS actor-base\nFROM actor-base AS runtime\n"
+MODEL_MANAGER = "class ModelManager:\n" + "".join(
+    f"    def {m}(self):\n        pass\n" for m in REQUIRED_METHODS
+)
 ACTOR_DOCKERFILE = "FROM base AS runtime\nFROM runtime AS learner\nFROM learner AS aggregator\n"
 
 
@@ -24,12 +31,44 @@ def git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+def write_repo(root: Path, files: dict[str, str]) -> Path:
+    """A directory holding ``files`` (relative path -> text)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
 def commit_all(repo: Path) -> str:
     """Make ``repo`` (a directory of files) a git repository with one commit; its id."""
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "fixture")
     return git(repo, "rev-parse", "HEAD")
+
+
+def no_engine() -> Engine:
+    raise AssertionError("a repository that fails its checks never reaches the engine")
+
+
+def run_builder(repo: Path, **fields: Any) -> tuple[int, str]:
+    """Commit ``repo`` and run the builder on it in-process (no engine: it must fail before
+    building); its exit code and stdout."""
+    out = io.StringIO()
+    code = run(json.dumps(build_request(repo, commit_all(repo), **fields)), out,
+               engine_factory=no_engine)
+    return code, out.getvalue()
+
+
+def check_repo_command(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`reconciler check-repo REPO` as a user runs it (a subprocess)."""
+    config = repo.parent / "reconciler.toml"
+    config.write_text('registry = "local"\n')
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", "--config", str(config), "check-repo", str(repo),
+         *args], capture_output=True, text=True, timeout=60, cwd=repo.parent,
+    )
 
 
 def build_request(repo: Path, commit: str, **fields: Any) -> dict[str, Any]:

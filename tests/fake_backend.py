@@ -68,6 +68,7 @@ class FakeBuilder:
     exit_code: int
     finished: threading.Event = field(default_factory=threading.Event)
     unschedulable: str | None = None  # the swarm could not place it: output raises
+    started: bool = True  # False: created, but its deploy was cut short before the start
 
 
 class FakeImages:
@@ -131,16 +132,20 @@ class FakeBackend:
         if self.refuse_deploy is not None:
             raise BackendError(self.refuse_deploy)
         request = json.loads(request_text)
+        self.deployed.append(name)
+        if name in self.builders:  # created before, never started: the deploy completes it
+            self.builders[name].started = True
+            return Builder(name, host, f"id-{name}")
         outputs, exit_code = for_request(self.stream_for(request), request)
         self.builders[name] = FakeBuilder(name, host, request, spec_text, outputs, exit_code)
-        self.deployed.append(name)
         if self.auto_finish:
             self.finish(name)
         return Builder(name, host, f"id-{name}")
 
     def find(self, host: HostConfig, name: str) -> Builder | None:
         self._check()
-        return Builder(name, host, f"id-{name}") if name in self.builders else None
+        fake = self.builders.get(name)
+        return Builder(name, host, f"id-{name}", started=fake.started) if fake else None
 
     def output(self, builder: Builder, *, follow: bool) -> Iterator[Output]:
         fake = self.builders[builder.name]

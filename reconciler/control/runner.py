@@ -109,10 +109,13 @@ class BuildRunner:
                  "image-builder=true" if self.config.backend == "swarm" else f"on host {host.name}")
         self.report(StageReport(leader.name, f"starting builder {where}"))
         try:
-            if backend.find(host, spec.name) is None:
+            found = backend.find(host, spec.name)
+            if found is None or not found.started:
                 # Written before the deploy: a crash right after the builder starts must
                 # not leave a builder that the log never named.
-                self.book.note(leader.name, "deploy", f"starting builder {spec.name} {where}")
+                what = ("starting builder" if found is None else "completing builder (created "
+                        "but never started: a deploy cut short)")
+                self.book.note(leader.name, "deploy", f"{what} {spec.name} {where}")
                 backend.deploy(host, spec.name, render_compose(self.ws.templates, spec),
                                render_request(spec))
             else:  # a builder of this key exists already (a crash after deploy): adopt it
@@ -199,7 +202,7 @@ class BuildRunner:
         endpoint = f"Docker host {build.host}"
         try:
             builder = backend.find(host, name) if host else None
-            if builder is None:
+            if builder is None or not builder.started:  # gone, or its deploy was cut short
                 self._restart(name)
                 return True
             if only_if_exited and backend.exit_code(builder) is None:
@@ -293,11 +296,11 @@ class BuildRunner:
             self.report(StageReport(record.project, final.phase.value))
 
     def _restart(self, name: str) -> None:
-        """The builder is gone before reporting (e.g. a crash before it started): queue
-        its projects again; the next pass starts a builder for them."""
+        """The builder is gone before reporting, or was never started (a crash during its
+        deploy): queue its projects again; the next pass starts (or completes) a builder."""
         for record in self.book.subscribers(name):
             self.book.warn(record.project, "builder",
-                           f"builder {name} not found; the build is started again")
+                           f"builder {name} not found running; the build is started again")
             self.book.change(record.project, transitions.waiting)
 
     # -- taking down ----------------------------------------------------------------------------

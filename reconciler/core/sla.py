@@ -39,6 +39,11 @@ class Platform(StrEnum):
     linux_arm64 = "linux/arm64"
 
 
+DATA_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+MAX_ROUNDS = 1000  # bounds a run's time, log and record
+MAX_CLIENTS = 1000
+
+
 class TrainingMode(StrEnum):
     classic = "classic"
     hierarchical = "hierarchical"
@@ -48,14 +53,39 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
+class PostTrainingStep(StrEnum):
+    build_image_for_trained_model = "build_image_for_trained_model"
+    deploy_trained_model_image = "deploy_trained_model_image"
+
+
 class TrainingConfiguration(_Strict):
     mode: TrainingMode = TrainingMode.classic
     data_tags: tuple[str, ...] = ("dev",)
     training_cycles: int = Field(1, ge=1)
-    training_rounds: int = Field(3, ge=1)
-    min_available_clients: int = Field(1, ge=1)
-    min_fit_clients: int = Field(1, ge=1)
-    min_evaluate_clients: int = Field(1, ge=1)
+    training_rounds: int = Field(3, ge=1, le=MAX_ROUNDS)
+    min_available_clients: int = Field(1, ge=1, le=MAX_CLIENTS)
+    min_fit_clients: int = Field(1, ge=1, le=MAX_CLIENTS)
+    min_evaluate_clients: int = Field(1, ge=1, le=MAX_CLIENTS)
+
+    @field_validator("mode")
+    @classmethod
+    def _classic_only(cls, value: TrainingMode) -> TrainingMode:
+        if value is TrainingMode.hierarchical:
+            raise ValueError(
+                "mode `hierarchical` (cluster aggregators under a root) is not supported by "
+                "this reconciler; use `classic` (one aggregator, learners on the hosts that "
+                "hold the data)")
+        return value
+
+    @field_validator("data_tags")
+    @classmethod
+    def _tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for tag in value:
+            if not DATA_TAG.match(tag):
+                raise ValueError(
+                    f"data tag {tag[:80]!r} is not a folder name a learner host can hold: use "
+                    "letters, digits, '.', '_' and '-' (at most 63, not starting with '.')")
+        return tuple(dict.fromkeys(value))
 
 
 class ResourceConstraints(_Strict):
@@ -73,7 +103,7 @@ class ProjectSla(_Strict):
     use_devel_base_images: bool = False
     verbose: bool = False
     training_configuration: TrainingConfiguration = TrainingConfiguration()
-    post_training_steps: tuple[str, ...] = ()
+    post_training_steps: tuple[PostTrainingStep, ...] = ()
     resource_constraints: ResourceConstraints = ResourceConstraints()
 
     @field_validator("ml_repo_url")
@@ -86,6 +116,16 @@ class ProjectSla(_Strict):
     @classmethod
     def _ref(cls, value: str | None) -> str | None:
         return None if value is None else check_ref(value)
+
+    @field_validator("post_training_steps")
+    @classmethod
+    def _steps(cls, value: tuple[PostTrainingStep, ...]) -> tuple[PostTrainingStep, ...]:
+        steps = tuple(dict.fromkeys(value))
+        if PostTrainingStep.deploy_trained_model_image in steps \
+                and PostTrainingStep.build_image_for_trained_model not in steps:
+            raise ValueError("deploy_trained_model_image serves the trained model's image: list "
+                             "build_image_for_trained_model too")
+        return steps
 
     @field_validator("supported_platforms")
     @classmethod

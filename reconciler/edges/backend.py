@@ -41,6 +41,9 @@ class Builder:
     host: HostConfig  # compose: the Docker host it runs on; swarm: the manager
     ref: str  # compose: the container id; swarm: the service id
     node: str | None = None  # swarm: the node the task was placed on, once it is placed
+    # False for a builder that was created but never started: a deploy cut short (a crash
+    # between create and start); deploying again completes it instead of making another.
+    started: bool = True
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,9 @@ class Backend(Protocol):
     def has_buildx(self, host: HostConfig) -> bool: ...
 
     def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str) -> Builder:
-        """Start the builder from its rendered spec; ``request_text`` is its request file."""
+        """Start the builder from its rendered spec; ``request_text`` is its request file.
+        A builder of that name that was created but never started is completed, not made
+        again."""
 
     def find(self, host: HostConfig, name: str) -> Builder | None: ...
 

@@ -96,7 +96,9 @@ class ComposeBackend:
 
     def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str) -> Builder:
         """Create the builder, copy its request file in, start it. A copy, not a bind mount:
-        it works on a remote engine too, and the file leaves our disk at once."""
+        it works on a remote engine too, and the file leaves our disk at once. `compose
+        create` keeps a container of the same spec that is there already (a deploy cut short
+        by a crash), so that one is completed: one builder container, whatever happened."""
         spec_dir = self._spec_dir_for(name)
         write_spec_files(spec_dir, "compose.yaml", spec_text, request_text)
         client = self._compose(host, name)
@@ -133,7 +135,10 @@ class ComposeBackend:
             raise BackendError(
                 f"Docker host {host.name} did not answer: {last_line(error)}"
             ) from None
-        return Builder(name, host, containers[0].id) if containers else None
+        if not containers:
+            return None
+        container = containers[0]
+        return Builder(name, host, container.id, started=container.state.status != "created")
 
     def output(self, builder: Builder, *, follow: bool) -> Iterator[Output]:
         """The builder's output lines, from the start; with follow, until it exits."""

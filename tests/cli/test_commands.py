@@ -3,10 +3,12 @@ check-repo, and the state lock, run as a user runs them (a real subprocess)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -194,11 +196,11 @@ def test_a_pass_over_ready_projects_touches_no_engine_or_registry(
         assert " WARN resync cannot read repository https://unreachable.invalid/" in line, line
 
 
-def test_logs_follow_prints_lines_as_they_are_appended(tmp_path: Path, desired: Path) -> None:
-    log = ObserverLog(StateStore(tmp_path / "state").observer_path)
-    log.info("alpha", "plan", "first line")
-    command = [sys.executable, "-m", "reconciler", "--state", str(tmp_path / "state"),
-               "logs", "alpha", "--follow"]
+@contextlib.contextmanager
+def following(state: Path, project: str) -> Iterator[list[str]]:
+    """`reconciler logs PROJECT --follow` running; yields the lines it printed so far."""
+    command = [sys.executable, "-m", "reconciler", "--state", str(state), "logs", project,
+               "--follow"]
     follower = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     output = follower.stdout
     assert output is not None
@@ -206,13 +208,20 @@ def test_logs_follow_prints_lines_as_they_are_appended(tmp_path: Path, desired: 
     reader = threading.Thread(target=lambda: seen.extend(iter(output.readline, "")))
     reader.start()
     try:
-        wait_until(lambda: any("first line" in line for line in seen), timeout=20)
-        log.warn("alpha", "build", "second line")
-        wait_until(lambda: any("second line" in line for line in seen), timeout=20)
+        yield seen
     finally:
         follower.terminate()
         follower.wait(timeout=20)
         reader.join(timeout=20)
+
+
+def test_logs_follow_prints_lines_as_they_are_appended(tmp_path: Path, desired: Path) -> None:
+    log = ObserverLog(StateStore(tmp_path / "state").observer_path)
+    log.info("alpha", "plan", "first line")
+    with following(tmp_path / "state", "alpha") as seen:
+        wait_until(lambda: any("first line" in line for line in seen), timeout=20)
+        log.warn("alpha", "build", "second line")
+        wait_until(lambda: any("second line" in line for line in seen), timeout=20)
     assert [line.split(" ", 2)[1] for line in seen] == ["INFO", "WARN"]
 
 
@@ -221,22 +230,10 @@ def test_logs_follow_goes_on_across_a_rotation(tmp_path: Path) -> None:
     log = ObserverLog(store.observer_path, rotate_bytes=16 * 1024, keep=2)
     filler = "f" * 1000
     log.info("alpha", "plan", f"event 0 {filler}")
-    command = [sys.executable, "-m", "reconciler", "--state", str(tmp_path / "state"),
-               "logs", "alpha", "--follow"]
-    follower = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    output = follower.stdout
-    assert output is not None
-    seen: list[str] = []
-    reader = threading.Thread(target=lambda: seen.extend(iter(output.readline, "")))
-    reader.start()
-    try:
+    with following(tmp_path / "state", "alpha") as seen:
         for n in range(1, 50):  # about three files' worth: two rotations
             wait_until(lambda: len(seen) == n, timeout=20)  # noqa: B023 (n is current)
             log.info("alpha", "plan", f"event {n} {filler}")
         wait_until(lambda: len(seen) == 50, timeout=20)
-    finally:
-        follower.terminate()
-        follower.wait(timeout=20)
-        reader.join(timeout=20)
     assert (store.observers_dir / "alpha.log.2").exists()
     assert [int(line.split()[4]) for line in seen] == list(range(50))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import commit_all, git
 
 from integration.harness import (
     REMOVES_REGISTRY_IMAGES,
@@ -117,4 +118,53 @@ def test_bad_input_harms_no_other_project(
     log = Path(bad["observer_log"]).read_text()
     error_lines = [line for line in log.splitlines() if " ERROR " in line]
     assert error_lines and any(case.cause in line for line in error_lines), log
+    assert builder_leftovers() == []
+
+
+def _alias_bomb(levels: int = 7) -> str:
+    """7 levels of 10x YAML aliases: 10**7 package strings once expanded, about 1.2 KB."""
+    names = ", ".join(f'"numpy-{i}==1.26.4"' for i in range(10))
+    lines = ["name: fl", f"level0: &level0 [{names}]"]
+    lines += [f"level{n}: &level{n} [{', '.join([f'*level{n - 1}'] * 10)}]"
+              for n in range(1, levels)]
+    return "\n".join([*lines, "dependencies:", f"  - pip: *level{levels - 1}"]) + "\n"
+
+
+def _hostile(files: dict[str, str]) -> dict[str, str]:
+    return {**files, "conda.yaml": _alias_bomb(), "requirements.txt": "numpy\n"}
+
+
+HOSTILE_LOG_BYTES = 64 * 1024  # measured 2-4 KB; the documented bound of one attempt: 2.5 MB
+HOSTILE_RECORD_BYTES = 32 * 1024
+
+
+def test_a_hostile_repository_costs_one_bounded_attempt_and_names_the_problem(
+    tmp_path: Path, registry: Any, base_image: str, publish: Publish,
+    ml_files: Callable[..., dict[str, str]],
+) -> None:
+    """The alias bomb that once wrote a 57 MB result line into a 62.7 MB observer log; and
+    a root `requirements.txt -> /proc/self/environ` link and a `.flops` link to `/` in the
+    same repository: a `repo` or `dependencies` failure that counts as an attempt, a few KB of
+    log and record, and nothing written outside the clone."""
+    url, _ = publish("hostile", _hostile(ml_files(marker="hostile")))
+    work = tmp_path / "published" / "work" / "hostile-owner" / "hostile"
+    (work / "requirements.txt").unlink()
+    (work / "requirements.txt").symlink_to("/proc/self/environ")
+    (work / ".flops").symlink_to("/")
+    commit_all(work, "hostile links")
+    git(["push", "-q", "origin", "main"], cwd=work)
+    ws = Workspace(tmp_path / "ws", registry.url, base_image, extra={"max_attempts": 3})
+    ws.sla("hostile.yaml", sla_text(url))
+    result = ws.run("apply", "--wait")
+    assert result.code == 1, result.stdout + result.stderr
+    row = ws.status()["hostile"]
+    assert row["phase"] == "failed" and row["attempts"] == 1, row
+    assert row["error"].startswith(("repo:", "dependencies:")), row["error"]
+    assert "aliases" in row["error"] or "requirements.txt" in row["error"], row["error"]
+    log_bytes = Path(row["observer_log"]).stat().st_size
+    record_bytes = (ws.state / "projects" / "hostile.json").stat().st_size
+    print(f"\nobserver log after one hostile attempt: {log_bytes} bytes; "
+          f"record: {record_bytes} bytes")
+    assert log_bytes < HOSTILE_LOG_BYTES and record_bytes < HOSTILE_RECORD_BYTES
+    assert "HOME=" not in Path(row["observer_log"]).read_text()  # nothing of the environ
     assert builder_leftovers() == []

@@ -20,6 +20,7 @@ from integration.harness import (
     Publish,
     Workspace,
     docker,
+    ensure_test_runtime,
     sla_text,
 )
 
@@ -95,7 +96,8 @@ def test_a_code_only_commit_reuses_the_dependency_layer(
     repo = git_remote.make_ml_repo(
         "layers-owner/layers", ml_files(marker="layers", extra_deps=["flops-testdep==1.0"]))
     ws = site(tmp_path, registry, base_image, package_index)
-    ws.sla("cold.yaml", sla_text(repo.url))
+    # Pinned to the first commit: a one-shot apply would otherwise follow the branch.
+    ws.sla("cold.yaml", sla_text(repo.url, extra=f"ml_repo_ref: {repo.commit}\n"))
     assert ws.run("apply", "--wait").code == 0, ws.log("cold")
     code = (repo.work / "model_manager.py").read_text()
     repo.push_commit({"model_manager.py": code + "\n# tuned\n"})
@@ -143,6 +145,7 @@ def test_a_package_the_base_image_has_is_upgraded_in_place(
         == "1.0"
 
     url, _ = publish("upgrade", ml_files(marker="upgrade", extra_deps=["flops-basepkg==2.0"]))
+    ensure_test_runtime(pip_base)  # from PyPI: the site's index here has only the test's
     ws = site(tmp_path, registry, pip_base, package_index)
     ws.sla("upgrade.yaml", sla_text(url))
     result = ws.run("apply", "--wait")

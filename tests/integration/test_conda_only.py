@@ -61,8 +61,8 @@ def test_conda_only_packages_without_a_conda_base_fail_listing_them(
     # With a conda-capable base configured the same repository passes the review, and the
     # conda install is shown as a repair (no such image can be had here to build from).
     conda_site = Workspace(tmp_path / "conda-site", registry.url, base_image)
-    conda_site.config.write_text(conda_site.config.read_text()
-                                 + 'conda_base_image = "mambaorg/micromamba:1.5"\n')
+    conda_site.config.write_text(conda_site.config.read_text().replace(
+        "[images]\n", '[images]\nconda_base_image = "mambaorg/micromamba:1.5"\n'))
     allowed = conda_site.run("check-repo", url, "--json")
     assert allowed.code == 0, allowed.stdout + allowed.stderr
     repairs = json.loads(allowed.stdout)["repairs"]

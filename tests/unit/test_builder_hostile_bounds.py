@@ -11,11 +11,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-from builder_support import build_request
+from builder_support import MODEL_MANAGER, run_builder, write_repo
 
-from reconciler.builder.checks import REQUIRED_METHODS
 from reconciler.builder.deps import plan_dependencies
 from reconciler.builder.limits import (
     MAX_EVENT_BYTES,
@@ -32,19 +30,9 @@ from reconciler.builder.limits import (
 )
 from reconciler.builder.problems import StageFailure
 from reconciler.builder.repairs import Repair, label_value
-from reconciler.builder.run import Reporter, run
+from reconciler.builder.run import Reporter
 
 ENTRIES = 20_000
-MODEL_MANAGER = "class ModelManager:\n" + "".join(
-    f"    def {m}(self):\n        pass\n" for m in REQUIRED_METHODS
-)
-
-
-def make_repo(root: Path, files: dict[str, str]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (root / name).write_text(text)
-    return root
 
 
 def twenty_thousand(root: Path, conflicting: bool = False) -> Path:
@@ -53,33 +41,15 @@ def twenty_thousand(root: Path, conflicting: bool = False) -> Path:
     pip = "".join(f"    - package-{i}==1.{i}\n" for i in range(ENTRIES))
     other = 2 if conflicting else 1
     requirements = "".join(f"package-{i}=={other}.{i}\n" for i in range(ENTRIES))
-    return make_repo(root, {
+    return write_repo(root, {
         "model_manager.py": MODEL_MANAGER,
         "conda.yaml": f"dependencies:\n  - python=3.11\n  - pip:\n{pip}",
         "requirements.txt": requirements,
     })
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        cwd=repo, check=True, capture_output=True, text=True,
-    ).stdout.strip()
-
-
 def build(repo: Path) -> str:
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "hostile")
-    sha = git(repo, "rev-parse", "HEAD")
-    request = build_request(repo, sha)
-    out = io.StringIO()
-
-    def no_engine() -> Any:
-        raise AssertionError("a repository that fails its checks never reaches the engine")
-
-    run(json.dumps(request), out, engine_factory=no_engine)
-    return out.getvalue()
+    return run_builder(repo)[1]
 
 
 def test_twenty_thousand_pip_entries_are_planned(tmp_path: Path) -> None:
@@ -170,13 +140,13 @@ def test_an_image_label_stays_under_its_cap_and_says_so() -> None:
 
 def test_includes_nest_and_multiply_only_so_far(tmp_path: Path) -> None:
     chain = {f"r{i}.txt": f"-r r{i + 1}.txt\n" for i in range(MAX_INCLUDE_DEPTH + 5)}
-    repo = make_repo(tmp_path / "deep", {"model_manager.py": MODEL_MANAGER,
+    repo = write_repo(tmp_path / "deep", {"model_manager.py": MODEL_MANAGER,
                                          "requirements.txt": "-r r0.txt\n", **chain})
     [problem] = plan_dependencies(repo).problems
     assert "beyond the builder's limits" in problem.message
     many = {f"f{i}.txt": f"package-{i}\n" for i in range(MAX_INCLUDED_FILES + 5)}
     listing = "".join(f"-r {name}\n" for name in many)
-    repo = make_repo(tmp_path / "wide", {"model_manager.py": MODEL_MANAGER,
+    repo = write_repo(tmp_path / "wide", {"model_manager.py": MODEL_MANAGER,
                                          "requirements.txt": listing, **many})
     problems = plan_dependencies(repo).problems
     assert len(problems) == 5 and all("beyond the builder's limits" in p.message

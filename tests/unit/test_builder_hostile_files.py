@@ -16,42 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builder_support import FakeEngine, build_request
+from builder_support import MODEL_MANAGER, FakeEngine, build_request, commit_all, write_repo
 
 from reconciler.builder import protocol
-from reconciler.builder.checks import REQUIRED_METHODS, check_structure
+from reconciler.builder.checks import check_structure
 from reconciler.builder.context import write_flops_dir, write_tar
 from reconciler.builder.deps import plan_dependencies
 from reconciler.builder.review import review_repository
 from reconciler.builder.run import run
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL_MANAGER = "class ModelManager:\n" + "".join(
-    f"    def {m}(self):\n        pass\n" for m in REQUIRED_METHODS
-)
 SECRET = "index-token-8d1f0c"  # in the builder's environment and its request, never its output
-
-
-def make_repo(root: Path, files: dict[str, str]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return root
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        cwd=repo, check=True, capture_output=True, text=True,
-    ).stdout.strip()
-
-
-def commit(repo: Path) -> str:
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "hostile")
-    return git(repo, "rev-parse", "HEAD")
 
 
 def request(repo: Path, sha: str) -> dict[str, Any]:
@@ -86,7 +61,7 @@ class RecordingEngine(FakeEngine):
 def test_a_requirements_symlink_out_of_the_repository_is_a_repo_problem(
     tmp_path: Path, target: str, leak: str
 ) -> None:
-    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER})
+    repo = write_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER})
     (repo / "requirements.txt").symlink_to(target)
     checked = check_repo(repo)
     assert checked.returncode == 1, checked.stderr
@@ -100,10 +75,10 @@ def test_a_requirements_symlink_out_of_the_repository_is_a_repo_problem(
 def test_the_builder_never_reads_its_environment_through_a_committed_symlink(
     tmp_path: Path
 ) -> None:
-    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER})
+    repo = write_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER})
     (repo / "requirements.txt").symlink_to("/proc/self/environ")
     request_file = tmp_path / "request.json"
-    request_file.write_text(json.dumps(request(repo, commit(repo))))
+    request_file.write_text(json.dumps(request(repo, commit_all(repo))))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOPS_TEST_SECRET": SECRET,
            "DOCKER_HOST": "unix:///nonexistent.sock",
            protocol.REQUEST_FILE_ENV: str(request_file)}
@@ -118,7 +93,7 @@ def test_the_builder_never_reads_its_environment_through_a_committed_symlink(
 
 
 def test_a_conda_file_linked_out_of_the_tree_is_reported_not_read(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER})
+    repo = write_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER})
     (repo / "conda.yaml").symlink_to("/etc/passwd")
     [problem] = check_structure(repo)
     assert (problem.category, problem.file) == ("repo", "conda.yaml")
@@ -129,7 +104,7 @@ def test_a_conda_file_linked_out_of_the_tree_is_reported_not_read(tmp_path: Path
 def test_a_fifo_is_reported_and_never_blocks_the_read(tmp_path: Path, name: str) -> None:
     files = {"model_manager.py": MODEL_MANAGER, "conda.yaml": "dependencies: [numpy]\n"}
     files.pop(name, None)
-    repo = make_repo(tmp_path / "repo", files)
+    repo = write_repo(tmp_path / "repo", files)
     os.mkfifo(repo / name)
     problems = review_repository(repo).problems  # what check-repo and the builder report
     assert [(p.category, p.file, p.message) for p in problems] == [
@@ -137,7 +112,7 @@ def test_a_fifo_is_reported_and_never_blocks_the_read(tmp_path: Path, name: str)
 
 
 def test_a_dangling_symlink_names_the_link(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo", {"conda.yaml": "dependencies: [numpy]\n"})
+    repo = write_repo(tmp_path / "repo", {"conda.yaml": "dependencies: [numpy]\n"})
     (repo / "model_manager.py").symlink_to("src/gone.py")
     [problem] = check_structure(repo)
     assert problem.message == ("model_manager.py leads through the symlink model_manager.py -> "
@@ -156,9 +131,9 @@ def test_a_dangling_symlink_names_the_link(tmp_path: Path) -> None:
 def test_every_included_file_is_read_only_inside_the_repository(
     tmp_path: Path, line: str, message: str
 ) -> None:
-    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
+    repo = write_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
                                          "requirements.txt": f"numpy\n{line}\n"})
-    commit(repo)
+    commit_all(repo)
     (repo / "through").symlink_to("/etc")
     (repo / "git-link.txt").symlink_to(".git/FETCH_HEAD")
     (repo / ".git" / "FETCH_HEAD").write_text(f"https://user:{SECRET}@git.example.org/x\n")
@@ -173,14 +148,14 @@ def test_an_include_that_names_a_path_outside_is_not_a_file_in_the_repository(
     tmp_path: Path
 ) -> None:
     (tmp_path / "outside.txt").write_text("numpy\n")
-    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
+    repo = write_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
                                          "requirements.txt": "-r ../outside.txt\n"})
     [problem] = plan_dependencies(repo).problems
     assert "which is not a file in the repository" in problem.message
 
 
 def test_a_symlink_that_stays_inside_the_repository_is_followed(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
+    repo = write_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
                                          "reqs/base.txt": "numpy==1.26.4\n",
                                          "reqs/dev.txt": "-r shared.txt\npytest\n"})
     (repo / "requirements.txt").symlink_to("reqs/dev.txt")
@@ -197,14 +172,14 @@ def test_a_diamond_of_includes_reads_each_file_once(tmp_path: Path) -> None:
         files[f"b{level}.txt"] = f"-r a{level + 1}.txt\n-r b{level + 1}.txt\n"
     files["a8.txt"] = "numpy\n"
     files["b8.txt"] = "scipy\n"
-    plan = plan_dependencies(make_repo(tmp_path / "repo", files))
+    plan = plan_dependencies(write_repo(tmp_path / "repo", files))
     assert plan.ok, plan.problems
     assert plan.requirements["learner"] == ["numpy", "scipy"]
 
 
 def test_the_misplaced_file_hint_does_not_follow_a_symlinked_directory(tmp_path: Path) -> None:
-    outside = make_repo(tmp_path / "outside", {"model_manager.py": MODEL_MANAGER})
-    repo = make_repo(tmp_path / "repo", {"conda.yaml": "dependencies: [numpy]\n",
+    outside = write_repo(tmp_path / "outside", {"model_manager.py": MODEL_MANAGER})
+    repo = write_repo(tmp_path / "repo", {"conda.yaml": "dependencies: [numpy]\n",
                                          "a/b/c/model_manager.py": MODEL_MANAGER})
     (repo / "ext").symlink_to(outside)
     [problem] = check_structure(repo)
@@ -213,8 +188,8 @@ def test_the_misplaced_file_hint_does_not_follow_a_symlinked_directory(tmp_path:
 
 
 def test_the_import_scan_stays_in_the_tree(tmp_path: Path) -> None:
-    outside = make_repo(tmp_path / "outside", {"train.py": "import torchvision\n"})
-    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
+    outside = write_repo(tmp_path / "outside", {"train.py": "import torchvision\n"})
+    repo = write_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
                                          "requirements.txt": "torch==2.2.0\n"})
     (repo / "ext").symlink_to(outside)
     (repo / "linked.py").symlink_to(outside / "train.py")
@@ -226,10 +201,10 @@ def test_the_import_scan_stays_in_the_tree(tmp_path: Path) -> None:
 def test_a_flops_symlink_is_replaced_and_nothing_is_written_through_it(tmp_path: Path) -> None:
     somewhere = tmp_path / "somewhere"
     somewhere.mkdir()
-    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
+    repo = write_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
                                          "conda.yaml": "dependencies: [numpy]\n"})
     (repo / ".flops").symlink_to(somewhere)
-    sha = commit(repo)
+    sha = commit_all(repo)
     engine = RecordingEngine()
     out = io.StringIO()
     code = run(json.dumps(request(repo, sha)), out, engine_factory=lambda: engine,
@@ -250,7 +225,7 @@ def test_a_flops_symlink_is_replaced_and_nothing_is_written_through_it(tmp_path:
 def test_whatever_the_repository_had_at_flops_is_removed_first(tmp_path: Path, kind: str) -> None:
     target = tmp_path / "target.txt"
     target.write_text("untouched")
-    repo = make_repo(tmp_path / "repo", {})
+    repo = write_repo(tmp_path / "repo", {})
     if kind == "file":
         (repo / ".flops").write_text("x")
     else:
@@ -266,7 +241,7 @@ def test_whatever_the_repository_had_at_flops_is_removed_first(tmp_path: Path, k
 def test_the_build_context_keeps_links_as_links_and_leaves_special_files_out(
     tmp_path: Path
 ) -> None:
-    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER})
+    repo = write_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER})
     (repo / "passwd").symlink_to("/etc/passwd")
     (repo / "etc").symlink_to("/etc")
     os.mkfifo(repo / "pipe")
@@ -282,7 +257,7 @@ def test_the_build_context_keeps_links_as_links_and_leaves_special_files_out(
 def test_check_repo_shows_terminal_control_in_repository_text_as_escapes(
     tmp_path: Path
 ) -> None:
-    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
+    repo = write_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER,
                                          "requirements.txt": "-r \x1b]0;owned\x07\x1bc.txt\n"})
     checked = check_repo(repo)
     assert checked.returncode == 1, checked.stderr

@@ -6,83 +6,43 @@ builder's result says `repo` (counted as an attempt) and `check-repo` exits 1, n
 
 from __future__ import annotations
 
-import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from builder_support import build_request
+from builder_support import MODEL_MANAGER, check_repo_command, run_builder, write_repo
 
-from reconciler.builder.checks import REQUIRED_METHODS, check_structure
+from reconciler.builder.checks import check_structure
 from reconciler.builder.deps import plan_dependencies
 from reconciler.builder.limits import MAX_SHOWN_NAMES, MAX_SOURCE_FILE_BYTES
-from reconciler.builder.run import run
 
 CONDA = "dependencies: [numpy]\n"
-MODEL_MANAGER = "class ModelManager:\n" + "".join(
-    f"    def {m}(self):\n        pass\n" for m in REQUIRED_METHODS
-)
 DEEP = {
     "a 10 KB 1+1+...+1": "x = " + "1+" * 5000 + "1\n",
     "a 20,000-deep attribute chain": "x = " + "a." * 20000 + "b\n",
 }
 
 
-def make_repo(root: Path, files: dict[str, str]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return root
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        cwd=repo, check=True, capture_output=True, text=True,
-    ).stdout.strip()
-
-
 def build(repo: Path) -> dict[str, Any]:
     """The builder's result for the committed repository (it fails before any engine call)."""
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "hostile")
-    sha = git(repo, "rev-parse", "HEAD")
-    request = build_request(repo, sha)
-    out = io.StringIO()
-
-    def no_engine() -> Any:
-        raise AssertionError("a repository that fails its checks never reaches the engine")
-
-    assert run(json.dumps(request), out, engine_factory=no_engine) == 1
-    result: dict[str, Any] = json.loads(out.getvalue().splitlines()[-1])
+    code, out = run_builder(repo)
+    assert code == 1
+    result: dict[str, Any] = json.loads(out.splitlines()[-1])
     return result
-
-
-def check_repo(repo: Path) -> subprocess.CompletedProcess[str]:
-    config = repo.parent / "reconciler.toml"
-    config.write_text('registry = "local"\n')
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", "--config", str(config), "check-repo", str(repo)],
-        capture_output=True, text=True, timeout=60, cwd=repo.parent,
-    )
 
 
 @pytest.mark.parametrize("source", DEEP.values(), ids=DEEP.keys())
 def test_deep_model_manager_source_is_a_repo_problem_everywhere(
     tmp_path: Path, source: str
 ) -> None:
-    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER + source,
+    repo = write_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER + source,
                                          "conda.yaml": CONDA})
     [problem] = check_structure(repo)
     assert (problem.category, problem.file) == ("repo", "model_manager.py")
     assert problem.message == ("model_manager.py nests expressions too deeply to be parsed "
                                "(RecursionError)")
-    checked = check_repo(repo)
+    checked = check_repo_command(repo)
     assert checked.returncode == 1, checked.stderr
     assert "model_manager.py nests expressions too deeply" in checked.stdout
     error = build(repo)["error"]
@@ -90,7 +50,7 @@ def test_deep_model_manager_source_is_a_repo_problem_everywhere(
 
 
 def test_deep_data_manager_source_is_a_problem_in_data_manager(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path, {
+    repo = write_repo(tmp_path, {
         "model_manager.py": "from data_manager import DataManager\n" + MODEL_MANAGER,
         "data_manager.py": "class DataManager: pass\n" + DEEP["a 10 KB 1+1+...+1"],
         "conda.yaml": CONDA,
@@ -103,20 +63,20 @@ def test_a_10_mb_model_manager_is_refused_by_its_size_without_being_parsed(
     tmp_path: Path
 ) -> None:
     body = "".join(f"x{i} = [{i}, {i + 1}]\n" for i in range(600_000))  # ~10 MB
-    repo = make_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER + body,
+    repo = write_repo(tmp_path / "repo", {"model_manager.py": MODEL_MANAGER + body,
                                          "conda.yaml": CONDA})
     [problem] = check_structure(repo)
     assert problem.category == "repo"
     assert problem.message.startswith("model_manager.py is 1")
     assert problem.message.endswith("MiB; the builder reads Python files up to 512 KiB")
-    checked = check_repo(repo)
+    checked = check_repo_command(repo)
     assert checked.returncode == 1, checked.stderr
 
 
 def test_a_file_just_under_the_cap_is_parsed(tmp_path: Path) -> None:
     padding = "# " + "x" * 70 + "\n"
     body = padding * ((MAX_SOURCE_FILE_BYTES - len(MODEL_MANAGER)) // len(padding))
-    repo = make_repo(tmp_path, {"model_manager.py": MODEL_MANAGER + body, "conda.yaml": CONDA})
+    repo = write_repo(tmp_path, {"model_manager.py": MODEL_MANAGER + body, "conda.yaml": CONDA})
     assert (repo / "model_manager.py").stat().st_size <= MAX_SOURCE_FILE_BYTES
     assert check_structure(repo) == []
 
@@ -125,14 +85,14 @@ def test_a_3000_class_inheritance_chain_is_followed_without_recursion(tmp_path: 
     chain = "".join(f"class C{i}(C{i - 1}):\n    pass\n" for i in range(1, 3000))
     source = MODEL_MANAGER.replace("ModelManager", "C0") + chain + \
         "class ModelManager(C2999):\n    pass\n"
-    repo = make_repo(tmp_path, {"model_manager.py": source, "conda.yaml": CONDA})
+    repo = write_repo(tmp_path, {"model_manager.py": source, "conda.yaml": CONDA})
     assert check_structure(repo) == []
 
 
 def test_thousands_of_missing_data_manager_names_are_counted_not_listed(tmp_path: Path) -> None:
     names = ", ".join(f"Name{i}" for i in range(5000))
     defined = "".join(f"class Other{i}: pass\n" for i in range(5000))
-    repo = make_repo(tmp_path, {
+    repo = write_repo(tmp_path, {
         "model_manager.py": f"from data_manager import ({names})\n" + MODEL_MANAGER,
         "data_manager.py": defined, "conda.yaml": CONDA,
     })
@@ -143,7 +103,7 @@ def test_thousands_of_missing_data_manager_names_are_counted_not_listed(tmp_path
 
 
 def test_a_deep_file_elsewhere_does_not_stop_the_import_scan(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path, {
+    repo = write_repo(tmp_path, {
         "model_manager.py": MODEL_MANAGER, "requirements.txt": "torch==2.2.0\n",
         "a_deep.py": DEEP["a 10 KB 1+1+...+1"], "b_train.py": "import torchvision\n",
     })

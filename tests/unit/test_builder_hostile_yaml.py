@@ -6,28 +6,22 @@ through `check-repo` as a user runs it (a real process) or through the builder's
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from builder_support import build_request
+from builder_support import MODEL_MANAGER, check_repo_command, run_builder, write_repo
 
-from reconciler.builder.checks import REQUIRED_METHODS, check_structure
+from reconciler.builder.checks import check_structure
 from reconciler.builder.conda import conda_to_pip
 from reconciler.builder.deps import plan_dependencies
 from reconciler.builder.limits import MAX_YAML_DEPTH, MAX_YAML_NODES
 from reconciler.builder.requirements import logical_lines, parse_requirement
-from reconciler.builder.run import run
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL_MANAGER = "class ModelManager:\n" + "".join(
-    f"    def {m}(self):\n        pass\n" for m in REQUIRED_METHODS
-)
 
 
 def alias_bomb(levels: int = 8) -> str:
@@ -42,48 +36,18 @@ def alias_bomb(levels: int = 8) -> str:
 
 
 def make_repo(root: Path, conda: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "model_manager.py").write_text(MODEL_MANAGER)
-    (root / "conda.yaml").write_text(conda)
-    return root
-
-
-def check_repo(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    config = repo.parent / "reconciler.toml"
-    config.write_text('registry = "local"\n')
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", "--config", str(config), "check-repo", str(repo),
-         *args], capture_output=True, text=True, timeout=60, cwd=repo.parent,
-    )
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        cwd=repo, check=True, capture_output=True, text=True,
-    ).stdout.strip()
+    return write_repo(root, {"model_manager.py": MODEL_MANAGER, "conda.yaml": conda})
 
 
 def build(repo: Path) -> tuple[int, str]:
     """The builder run in-process on the committed repository: exit code and stdout."""
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "hostile")
-    commit = git(repo, "rev-parse", "HEAD")
-    request = build_request(repo, commit)
-    out = io.StringIO()
-
-    def no_engine() -> Any:
-        raise AssertionError("a repository that fails its checks never reaches the engine")
-
-    code = run(json.dumps(request), out, engine_factory=no_engine)
-    return code, out.getvalue()
+    return run_builder(repo)
 
 
 def test_the_alias_bomb_is_refused_by_check_repo_with_small_output(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "bomb", alias_bomb())
     assert 1000 < len(alias_bomb()) < 2000
-    checked = check_repo(repo)
+    checked = check_repo_command(repo)
     assert checked.returncode == 1, checked.stderr
     assert len(checked.stdout) < 1000 and not checked.stderr
     assert "conda.yaml:4: conda.yaml uses YAML aliases (line 4)" in checked.stdout
@@ -118,7 +82,7 @@ def test_500_nested_brackets_are_a_dependencies_problem_not_a_crash(tmp_path: Pa
     [problem] = check_structure(repo)
     assert (problem.category, problem.line) == ("dependencies", 1)
     assert f"more than {MAX_YAML_DEPTH} levels deep" in problem.message
-    checked = check_repo(repo)
+    checked = check_repo_command(repo)
     assert checked.returncode == 1, checked.stderr
     code, stdout = build(repo)
     assert code == 1

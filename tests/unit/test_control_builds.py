@@ -246,7 +246,7 @@ def test_a_builder_that_vanished_before_reporting_is_started_again(tmp_path: Pat
 
     controller = bed.controller()
     controller.reconcile(follow=False)
-    assert f"builder {name} not found; the build is started again" in bed.log("alpha")
+    assert f"builder {name} not found running; the build is started again" in bed.log("alpha")
     controller.reconcile(follow=False)
     assert bed.backend.deployed == [name, name]
     assert bed.record("alpha").phase is Phase.building
@@ -289,6 +289,27 @@ def test_following_resumes_after_an_outage_without_writing_an_event_twice(
     log = bed.log("alpha")
     assert log.count("INFO clone started") == 1
     assert log.count("INFO check started") == 1
+
+
+def test_a_builder_created_but_never_started_is_completed_not_created_again(
+    tmp_path: Path,
+) -> None:
+    bed = Bed(tmp_path)
+    _, builder = bed.started("alpha")
+    builder.started = False  # the reconciler died between `compose create` and the start
+
+    controller = bed.controller()  # the next start
+    controller.reconcile(follow=False)  # finds it never started: the project waits again
+    controller.reconcile(follow=False)  # deploys again, which completes that builder
+    bed.backend.finish(builder.name)
+    controller.reconcile(follow=False)
+
+    assert bed.backend.deployed == [builder.name, builder.name]
+    assert bed.backend.builders == {} and bed.record("alpha").phase is Phase.ready
+    log = bed.log("alpha")
+    assert f"builder {builder.name} not found running; the build is started again" in log
+    assert f"completing builder (created but never started: a deploy cut short) " \
+        f"{builder.name}" in log
 
 
 @pytest.mark.parametrize("cut", [0, 3])

@@ -117,14 +117,15 @@ _NON_IMAGE = st.fixed_dictionaries(
     optional={
         "customerID": st.text(max_size=10),
         "verbose": st.booleans(),
-        "post_training_steps": st.lists(st.text(max_size=5), max_size=2),
+        "post_training_steps": st.lists(st.just("build_image_for_trained_model"), max_size=1),
         "training_configuration": st.fixed_dictionaries(
             {},
             optional={
-                "mode": st.sampled_from(["classic", "hierarchical"]),
+                "mode": st.just("classic"),
                 "training_rounds": st.integers(1, 50),
                 "min_fit_clients": st.integers(1, 5),
-                "data_tags": st.lists(st.text(max_size=5), max_size=2),
+                "data_tags": st.lists(st.from_regex(r"[a-z0-9][a-z0-9_-]{0,4}",
+                                                    fullmatch=True), max_size=2),
             },
         ),
         "resource_constraints": st.fixed_dictionaries(

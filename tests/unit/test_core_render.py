@@ -251,8 +251,11 @@ def _valid_url(url: str) -> bool:
 _URL = st.text(min_size=1).map(lambda path: f"https://example.org/owner/{path}").filter(_valid_url)
 
 
+_TAG = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,10}", fullmatch=True)
+
+
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(url=_URL, ref=st.one_of(st.none(), _REF), customer=TEXT, tags=st.lists(TEXT, max_size=3))
+@given(url=_URL, ref=st.one_of(st.none(), _REF), customer=TEXT, tags=st.lists(_TAG, max_size=3))
 def test_sla_values_through_a_real_build_request_stay_data(
     url: str, ref: str | None, customer: str, tags: list[str]
 ) -> None:

@@ -97,7 +97,7 @@ def test_a_full_flops_sla_is_accepted_as_written() -> None:
         "supported_platforms": ["linux/amd64", "linux/arm64"],
         "use_devel_base_images": True,
         "training_configuration": {
-            "mode": "hierarchical",
+            "mode": "classic",
             "data_tags": ["mnist", "edge"],
             "training_cycles": 2,
             "training_rounds": 5,
@@ -287,3 +287,46 @@ def test_local_repositories_need_allow_file_repos(url: str) -> None:
 @given(st.text())
 def test_any_customer_id_text_is_kept_verbatim(text: str) -> None:
     assert parse_sla(sla(customerID=text), allow_file_repos=False).customer_id == text
+
+
+@pytest.mark.parametrize(
+    ("training", "fragment"),
+    [
+        ({"mode": "hierarchical"}, "training_configuration.mode`: mode `hierarchical`"),
+        ({"training_rounds": 0}, "training_configuration.training_rounds"),
+        ({"training_rounds": 100_000}, "training_configuration.training_rounds"),
+        ({"data_tags": ["../etc"]}, "data tag '../etc' is not a folder name"),
+        ({"data_tags": ["a/b"]}, "data tag 'a/b'"),
+        ({"data_tags": [".hidden"]}, "data tag '.hidden'"),
+    ],
+)
+def test_training_settings_a_run_cannot_use_are_refused_naming_the_key(
+    training: dict[str, Any], fragment: str
+) -> None:
+    data = {"ml_repo_url": "https://example.org/o/r.git", "ml_model_flavor": "sklearn",
+            "training_configuration": training}
+    with pytest.raises(SlaError) as info:
+        parse_sla(data, allow_file_repos=False)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("steps", "fragment"),
+    [
+        (["build_image_for_trained_model", "publish_to_moon"], "post_training_steps"),
+        (["deploy_trained_model_image"], "list build_image_for_trained_model too"),
+    ],
+)
+def test_post_training_steps_are_known_and_deploy_needs_the_image(
+    steps: list[str], fragment: str
+) -> None:
+    data = {"ml_repo_url": "https://example.org/o/r.git", "ml_model_flavor": "sklearn",
+            "post_training_steps": steps}
+    with pytest.raises(SlaError) as info:
+        parse_sla(data, allow_file_repos=False)
+    assert fragment in str(info.value)
+    ok = parse_sla({**data, "post_training_steps": ["build_image_for_trained_model",
+                                                    "deploy_trained_model_image"]},
+                   allow_file_repos=False)
+    assert [s.value for s in ok.post_training_steps] == ["build_image_for_trained_model",
+                                                         "deploy_trained_model_image"]

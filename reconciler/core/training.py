@@ -1,0 +1,96 @@
+"""Stages 4 and 5, decided purely: whether a project trains, the key of a training run, where
+its learners and its aggregator go, and what the actors are told (DESIGN §9, §10).
+
+Decision: a run is named by what it trains (the images' digests) and how (the training
+configuration, data tags included), so the same inputs always name the same run: a resync or a
+restart finds the run it already finished and never starts it again, and only a new commit, a
+changed configuration or an explicit `retrain` (a counter in the key) makes a new one.
+Placement follows the data: one learner on every learner host that holds all of the project's
+data tags, and the aggregator on the first of them (so a single-host inventory trains with no
+network set-up at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from reconciler.core.naming import digest_of
+from reconciler.core.sla import ProjectSla, TrainingConfiguration
+
+LEARNER_ADDON = "FLOps-learner"
+AGGREGATOR_PORT = 8080
+
+
+def wants_training(sla: ProjectSla) -> bool:
+    """A project trains when its SLA has a `training_configuration`; one without stops at
+    `ready` (its images), as an image-only project."""
+    return "training_configuration" in sla.model_fields_set
+
+
+def run_key(digests: Mapping[str, str], config: TrainingConfiguration, retrain: int = 0) -> str:
+    """The run's name: 12 hex digits of the images' digests, the configuration and the
+    number of forced retrains."""
+    return digest_of({"images": dict(sorted(digests.items())),
+                      "training": config.model_dump(mode="json"), "retrain": retrain})[:12]
+
+
+@dataclass(frozen=True)
+class LearnerHost:
+    """A host that may run learners, and the data tags its data directory holds."""
+
+    name: str
+    tags: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Placement:
+    aggregator: str  # the host the aggregator runs on
+    learners: tuple[str, ...]  # one learner on each of these hosts
+
+
+@dataclass(frozen=True)
+class Unplaceable:
+    """Not enough learner hosts hold the data: the project waits, and says why."""
+
+    reason: str
+
+
+def place(hosts: Sequence[LearnerHost], config: TrainingConfiguration) -> Placement | Unplaceable:
+    """One learner per learner host holding every data tag; at least min_available_clients."""
+    if not hosts:
+        return Unplaceable(f"no learner host: no [[hosts]] entry has the {LEARNER_ADDON} addon "
+                           "(and a data_dir); add one (swarm: label a node flops-learner=true)")
+    wanted = set(config.data_tags)
+    holding = [host.name for host in hosts if wanted <= host.tags]
+    needed = config.min_available_clients
+    if len(holding) < needed:
+        tags = ", ".join(sorted(wanted)) or "(none)"
+        have = "; ".join(f"{h.name}: {', '.join(sorted(h.tags)) or 'no tags'}" for h in hosts)
+        hosts_hold = "1 learner host holds" if len(holding) == 1 else \
+            f"{len(holding)} learner hosts hold"
+        return Unplaceable(
+            f"{hosts_hold} the data tags {tags}, min_available_clients is {needed} ({have}); "
+            "add data for these tags to more learner hosts or lower min_available_clients")
+    return Placement(aggregator=holding[0], learners=tuple(holding))
+
+
+def aggregator_env(config: TrainingConfiguration, flavor: str) -> dict[str, str]:
+    """The aggregator's environment (DESIGN §9)."""
+    return {
+        "FLOPS_ROUNDS": str(config.training_rounds),
+        "FLOPS_MIN_AVAILABLE_CLIENTS": str(config.min_available_clients),
+        "FLOPS_MIN_FIT_CLIENTS": str(config.min_fit_clients),
+        "FLOPS_MIN_EVALUATE_CLIENTS": str(config.min_evaluate_clients),
+        "FLOPS_MODEL_FLAVOR": flavor,
+        "FLOPS_PORT": str(AGGREGATOR_PORT),
+    }
+
+
+def learner_env(config: TrainingConfiguration, aggregator: str, name: str) -> dict[str, str]:
+    """A learner's environment: where the aggregator is (host:port), its data tags, its name."""
+    return {
+        "FLOPS_AGGREGATOR": aggregator,
+        "FLOPS_DATA_TAGS": ",".join(config.data_tags),
+        "FLOPS_LEARNER_NAME": name,
+    }
