@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 IMAGE_BUILDER_ADDON = "image-builder"
+LEARNER_ADDON = "FLOps-learner"
 LOCAL_REGISTRY_PREFIX = "flops.local"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -52,6 +53,12 @@ class HostConfig(_Section):
     addons: tuple[str, ...] = ()
     # Path of the Docker socket on that host, mounted into its builders.
     docker_socket: str | None = None
+    # FLOps-learner hosts: the directory on that host with one folder per data tag, mounted
+    # read-only into its learners as /flops/data.
+    data_dir: str | None = None
+    # How learners on other engines reach this host (its aggregator's published port);
+    # hosts on one engine reach each other on the run's own network.
+    address: str | None = None
 
     def socket_path(self) -> str:
         if self.docker_socket:
@@ -63,6 +70,10 @@ class HostConfig(_Section):
     @property
     def builds_images(self) -> bool:
         return IMAGE_BUILDER_ADDON in self.addons
+
+    @property
+    def runs_learners(self) -> bool:
+        return LEARNER_ADDON in self.addons and bool(self.data_dir)
 
 
 class BuilderConfig(_Section):
@@ -118,6 +129,8 @@ class Config(_Section):
     max_attempts: int = Field(5, ge=1)  # then the project stays failed: "retries exhausted"
     # swarm: how long a builder may wait for an image-builder node before its build fails
     placement_timeout: Duration = 60.0
+    # A training run (stages 4-5) still running after this is stopped and fails.
+    training_timeout: Duration = 6 * 3600.0
     # Observer logs: a log past this size is rotated to <project>.log.1, keeping this many.
     observer_log_max_bytes: int = Field(10 * 1024 * 1024, ge=64 * 1024)
     observer_log_keep: int = Field(3, ge=1, le=100)
@@ -189,3 +202,7 @@ class Config(_Section):
 
     def image_builder_hosts(self) -> list[HostConfig]:
         return [host for host in self.hosts if host.builds_images]
+
+    def learner_hosts(self) -> list[HostConfig]:
+        """The hosts that may run learners: the FLOps-learner addon and a data_dir."""
+        return [host for host in self.hosts if host.runs_learners]

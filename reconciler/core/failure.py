@@ -4,7 +4,9 @@ Decision: the category is a value of its own, decided where the failure is found
 builder's result, the controller's step), and the retry policy and the controller decide on
 it, never on text; ``<category>: <message>`` is only how people read a failure (status, the
 observer log). Categories are the builder protocol's: ``repo``, ``dependencies``, ``build``,
-``push`` (the build itself failed) and ``infrastructure`` (something the project cannot fix).
+``push`` (the build itself failed) and ``infrastructure`` (something the project cannot fix);
+a training run adds ``data``, ``learner``, ``aggregator`` (the project's data or code failed)
+and ``placement`` (too few hosts hold the data: the site's to fix).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from dataclasses import dataclass
 INFRASTRUCTURE = "infrastructure"
 # Failures of the build itself: only these use up attempts (core/retry.py).
 BUILD_CATEGORIES = ("repo", "dependencies", "build", "push")
+# Failures of a training run that are the project's: they use up attempts too.
+TRAINING_CATEGORIES = ("data", "learner", "aggregator")
+PLACEMENT = "placement"
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,16 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.core.project import Desired, DesiredProject, InvalidProject, Phase, ProjectRecord
+from reconciler.core.record import TrainingPhase
 from reconciler.core.repo_url import COMMIT
 from reconciler.core.sla import IMAGE_KEYS
+from reconciler.core.training import run_key, wants_training
 
 
 class Action(StrEnum):
     create = "create"
     build = "build"
+    train = "train"  # start, follow or retry the project's training run
     update = "update"
     delete = "delete"
     noop = "noop"
@@ -67,7 +70,8 @@ def tracked_refs(
     return {
         name: want for name, want in desired.items()
         if isinstance(want, DesiredProject) and not COMMIT.match(want.sla.ml_repo_ref or "")
-        and (have := recorded.get(name)) is not None and have.phase is Phase.ready
+        and (have := recorded.get(name)) is not None
+        and have.phase in (Phase.ready, Phase.trained)
         and have.image_digest == want.image_digest
     }
 
@@ -108,10 +112,55 @@ def _plan_one(
     if remote_commit is not None and remote_commit != have.commit:
         return PlanItem(name, Action.build, f"new commit {remote_commit} on "
                         f"{want.sla.ml_repo_ref or 'HEAD'} (was {have.commit}): build")
+    train = _training(name, want, have)
+    if train is not None:
+        return train
     if have.sla_digest != want.sla_digest:
         changed = _changed_keys(have.sla or {}, want.sla_dump, only=None)
         return PlanItem(name, Action.update, f"{changed} changed; the images stay as they are")
+    if have.phase is Phase.trained and have.training is not None:
+        best = have.training.best_round
+        return PlanItem(name, Action.noop, f"trained at {have.commit}: run "
+                        f"{have.training.run}, best round {best}")
+    if not wants_training(want.sla):
+        return PlanItem(name, Action.noop, f"ready at {have.commit} (no "
+                        "training_configuration: nothing to train)")
     return PlanItem(name, Action.noop, f"ready at {have.commit}")
+
+
+def _training(name: str, want: DesiredProject, have: ProjectRecord) -> PlanItem | None:
+    """The training action of a project whose images exist, or None when its current run
+    has finished (or it does not train)."""
+    if not wants_training(want.sla):
+        return None
+    config = want.sla.training_configuration
+    key = run_key(training_images(have), config, have.retrain)
+    run = have.training
+    if run is not None and run.run == key:
+        if run.phase is TrainingPhase.running:
+            return PlanItem(name, Action.train, f"run {key} running since {run.started} "
+                            f"(aggregator on {run.aggregator}): follow it")
+        if run.phase is TrainingPhase.failed:
+            return PlanItem(name, Action.train, f"retry run {key}: the last attempt "
+                            f"failed: {have.error}")
+        return None
+    if run is None:
+        why = "the first run of these images"
+    elif run.phase is TrainingPhase.running:
+        why = f"run {run.run} is replaced (its images or training configuration changed)"
+    else:
+        old = (have.sla or {}).get("training_configuration")
+        why = ("the training configuration changed"
+               if old != want.sla_dump.get("training_configuration")
+               else "a retrain was requested" if have.retrain else "the images changed")
+    return PlanItem(name, Action.train, f"start run {key}: {why} ({config.training_rounds} "
+                    f"rounds, data tags {', '.join(config.data_tags) or '(none)'})")
+
+
+def training_images(have: ProjectRecord) -> dict[str, str]:
+    """What a run key takes from the record: the images and, once built, their digests."""
+    return {**{f"image:{r}": ref for r, ref in have.images.items()},
+            **{f"digest:{r}": digest for r, digest in have.digests.items()}}
 
 
 def _retry(name: str, have: ProjectRecord, now: datetime) -> PlanItem:

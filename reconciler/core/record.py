@@ -31,6 +31,48 @@ class Phase(StrEnum):
     # The record on disk cannot be read: kept as it is, and nothing is done for the project
     # until an operator repairs or removes the file (it never turns into a `create`).
     corrupt = "corrupt"
+    training = "training"  # the images are ready and a training run is under way
+    trained = "trained"  # the images are ready and the current run has finished
+
+    @property
+    def has_images(self) -> bool:
+        """The project's images exist for its recorded commit."""
+        return self in (Phase.ready, Phase.training, Phase.trained)
+
+
+class TrainingPhase(StrEnum):
+    running = "running"
+    finished = "finished"
+    failed = "failed"
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One training round as the aggregator reported it (accuracy weighted by examples)."""
+
+    round: int
+    loss: float | None
+    accuracy: float | None
+    learners: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """A training run: its key, where its actors run, what it reported so far."""
+
+    run: str  # the run key (core/training.run_key)
+    phase: TrainingPhase
+    name: str  # the run's service name: compose projects and swarm stacks start with it
+    aggregator: str  # the host (swarm: the manager) the aggregator runs on
+    learners: list[str]  # the hosts (swarm: the label) with a learner each
+    total_rounds: int
+    started: str
+    rounds: list[RoundRecord] = field(default_factory=list)
+    best_round: int | None = None
+    model: str | None = None  # the saved model's directory, under the state directory
+    finished: str | None = None
+    events_logged: int = 0  # aggregator events already in the observer log
 
 
 @dataclass(frozen=True)
@@ -77,6 +119,8 @@ class ProjectRecord:
     served_by: str | None = None  # the build key whose images this project uses
     # The desired-repository commit that last changed the SLA file: commit, author, date.
     source: dict[str, str] | None = None
+    training: TrainingRecord | None = None  # the current (or last) training run
+    retrain: int = 0  # forced retrains (`reconciler retrain`): part of the run key
 
 
 class RecordError(ValueError):

@@ -17,10 +17,12 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from reconciler import __version__
+from reconciler.core.training import TrainingSpec
 from reconciler.protocol.events import REQUEST_SECRET
 from reconciler.protocol.request import BuildRequest, request_json
 
 COMPOSE_TEMPLATE = "builder-compose.yaml.j2"
+TRAINING_TEMPLATE = "training-compose.yaml.j2"
 ACTOR_DOCKERFILE_TEMPLATE = "Dockerfile.actor.j2"
 RUNTIME_DOCKERFILE_TEMPLATE = "Dockerfile.runtime.j2"
 BUILDER_DOCKERFILE = "Dockerfile.builder"
@@ -111,3 +113,8 @@ def render_runtime_dockerfile(env: Environment, *, base_image: str) -> str:
     every build on a base, with or without a site index."""
     return env.get_template(RUNTIME_DOCKERFILE_TEMPLATE).render(
         base_image=base_image, isolate=True)
+
+
+def render_training_compose(env: Environment, spec: TrainingSpec) -> str:
+    """One engine's compose project of a training run (templates/training-compose.yaml.j2)."""
+    return env.get_template(TRAINING_TEMPLATE).render(spec=spec, version=__version__)

@@ -13,13 +13,14 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from reconciler.core.config import Config
-from reconciler.core.failure import BUILD_CATEGORIES, Failure
-from reconciler.core.record import Phase, ProjectRecord
+from reconciler.core.failure import BUILD_CATEGORIES, TRAINING_CATEGORIES, Failure
+from reconciler.core.record import Phase, ProjectRecord, TrainingPhase
 
 
 def counts_as_attempt(category: str) -> bool:
-    """Only failures of the build itself (repo, dependencies, build, push) use an attempt."""
-    return category in BUILD_CATEGORIES
+    """Only the project's own failures use an attempt: its build (repo, dependencies, build,
+    push) or its training run (data, learner, aggregator)."""
+    return category in BUILD_CATEGORIES or category in TRAINING_CATEGORIES
 
 
 def backoff_seconds(attempts: int, base: float, cap: float) -> float:
@@ -41,6 +42,9 @@ def failed_record(record: ProjectRecord, failure: Failure, now: datetime,
     retry_at = None if exhausted else retry_time(
         now, attempts if counted else waits, config.retry_base, config.retry_cap
     ).isoformat(timespec="milliseconds")
+    training = record.training
+    if training is not None and training.phase is TrainingPhase.running:
+        training = replace(training, phase=TrainingPhase.failed)
     return replace(record, phase=Phase.failed, error=failure.text,
                    error_category=failure.category, build=None, attempts=attempts,
-                   waits=waits, exhausted=exhausted, retry_at=retry_at)
+                   waits=waits, exhausted=exhausted, retry_at=retry_at, training=training)

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from reconciler.core.config import LEARNER_ADDON
 from reconciler.core.naming import digest_of
 from reconciler.core.sla import ProjectSla, TrainingConfiguration
 
-LEARNER_ADDON = "FLOps-learner"
 AGGREGATOR_PORT = 8080
 
 
@@ -94,3 +94,65 @@ def learner_env(config: TrainingConfiguration, aggregator: str, name: str) -> di
         "FLOPS_DATA_TAGS": ",".join(config.data_tags),
         "FLOPS_LEARNER_NAME": name,
     }
+
+
+def run_name(project: str, run: str) -> str:
+    """The run's name (lower-case, <= 50 characters): its compose projects are
+    ``<name>-<n>``, one per engine; every actor carries it as the label ``flops.run``."""
+    if len(project) > 28:
+        project = f"{project[:19]}-{digest_of(project)[:8]}"
+    return f"flops-train-{project}-{run[:12]}"
+
+
+@dataclass(frozen=True)
+class ActorSpec:
+    """One actor container: its service name, image, environment and data directory."""
+
+    service: str  # "aggregator" or "learner-<host>"
+    role: str  # aggregator | learner
+    image: str
+    env: dict[str, str]
+    data_dir: str | None = None  # learners: mounted read-only at /flops/data
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """What one engine runs of a run: a compose project with some of its actors."""
+
+    name: str  # the compose project
+    project: str
+    run: str  # the run's name (label flops.run)
+    actors: tuple[ActorSpec, ...]
+    publish: bool = False  # the aggregator's port is published (learners on other engines)
+
+
+def learner_service(host: str) -> str:
+    """The compose service of the learner on ``host`` (a DNS name on the run's network)."""
+    return "learner-" + "".join(ch if ch.isalnum() else "-" for ch in host.lower())[:40]
+
+
+def training_specs(project: str, name: str, *, hosts: Mapping[str, str],
+                   data_dirs: Mapping[str, str], placement: Placement,
+                   config: TrainingConfiguration, flavor: str, images: Mapping[str, str],
+                   aggregator_address: str | None = None) -> list[TrainingSpec]:
+    """The compose projects of a run: the aggregator's engine first (with the learners on it,
+    reaching it as `aggregator` on the run's network), then one for each other engine, whose
+    learners reach it at ``aggregator_address`` (its host's address and published port).
+    ``hosts``: host name -> its engine (docker_host)."""
+    engine = hosts[placement.aggregator]
+    engines = [engine, *sorted({hosts[h] for h in placement.learners} - {engine})]
+    specs = []
+    for index, docker_host in enumerate(engines):
+        actors = []
+        if index == 0:
+            actors.append(ActorSpec("aggregator", "aggregator", images["aggregator"],
+                                    aggregator_env(config, flavor)))
+        target = f"aggregator:{AGGREGATOR_PORT}" if index == 0 else aggregator_address or ""
+        for host in placement.learners:
+            if hosts[host] == docker_host:
+                service = learner_service(host)
+                actors.append(ActorSpec(service, "learner", images["learner"],
+                                        learner_env(config, target, host), data_dirs[host]))
+        specs.append(TrainingSpec(f"{name}-{index}", project, name, tuple(actors),
+                                  publish=index == 0 and len(engines) > 1))
+    return specs

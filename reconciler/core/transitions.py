@@ -17,7 +17,14 @@ from reconciler.core.config import Config
 from reconciler.core.events import Outcome
 from reconciler.core.failure import Failure
 from reconciler.core.project import DesiredProject, InvalidProject
-from reconciler.core.record import BuildRecord, Phase, ProjectRecord
+from reconciler.core.record import (
+    BuildRecord,
+    Phase,
+    ProjectRecord,
+    RoundRecord,
+    TrainingPhase,
+    TrainingRecord,
+)
 from reconciler.core.retry import failed_record
 from reconciler.core.times import parse_utc, utc_iso
 
@@ -33,6 +40,8 @@ def observed(want: DesiredProject, phase: Phase, *, commit: str | None,
         "digests": keep.digests, "timings": keep.timings, "repairs": keep.repairs,
         "repair_diffs": keep.repair_diffs, "base_image": keep.base_image,
         "attempts": keep.attempts, "exhausted": keep.exhausted,
+        # The same images: the last training run (finished or failed) and forced retrains.
+        "training": keep.training, "retrain": keep.retrain,
         "waits": keep.waits if phase is not Phase.ready else 0,
         # The last failure stays visible until a build succeeds, and lets a repeat of
         # the same failure go unlogged.
@@ -129,6 +138,51 @@ def stamped(record: ProjectRecord, now: datetime) -> ProjectRecord:
     return replace(record, updated_at=utc_iso(now))
 
 
+# -- training runs ----------------------------------------------------------------------------
+
+
+def new_run(*, run: str, name: str, aggregator: str, learners: list[str], total_rounds: int,
+            now: datetime) -> TrainingRecord:
+    return TrainingRecord(run=run, phase=TrainingPhase.running, name=name,
+                          aggregator=aggregator, learners=learners, total_rounds=total_rounds,
+                          started=utc_iso(now))
+
+
+def training(have: ProjectRecord, run: TrainingRecord) -> ProjectRecord:
+    """The run is started (or about to be): the record names it first, so a restart finds
+    its actors by name and follows them instead of starting another run."""
+    return replace(have, phase=Phase.training, training=run)
+
+
+def round_done(have: ProjectRecord, result: RoundRecord, events_logged: int) -> ProjectRecord:
+    """The aggregator reported a round; ``events_logged`` of its events are in the log."""
+    assert have.training is not None
+    rounds = [r for r in have.training.rounds if r.round != result.round] + [result]
+    return replace(have, training=replace(have.training, rounds=rounds,
+                                          events_logged=events_logged))
+
+
+def run_events_logged(have: ProjectRecord, count: int) -> ProjectRecord:
+    """The first ``count`` aggregator events are in the project's observer log."""
+    assert have.training is not None
+    return replace(have, training=replace(have.training, events_logged=count))
+
+
+def trained(have: ProjectRecord, best_round: int | None, model: str | None,
+            now: datetime) -> ProjectRecord:
+    """The run finished and its model is kept: trained; retries reset."""
+    assert have.training is not None
+    run = replace(have.training, phase=TrainingPhase.finished, best_round=best_round,
+                  model=model, finished=utc_iso(now))
+    return replace(have, phase=Phase.trained, training=run, error=None, error_category=None,
+                   attempts=0, retry_at=None, exhausted=False, waits=0)
+
+
+def retrain_requested(have: ProjectRecord) -> ProjectRecord:
+    """`reconciler retrain`: a new run key, so the next pass starts a new run."""
+    return replace(have, retrain=have.retrain + 1)
+
+
 # -- reading records --------------------------------------------------------------------------
 
 
@@ -174,4 +228,10 @@ def record_problems(record: ProjectRecord) -> list[str]:
         problems.append("negative attempts or waits")
     if record.build is not None and record.build.key != record.served_by:
         problems.append("served by another build key than its running build's")
+    running = record.training is not None and record.training.phase is TrainingPhase.running
+    if (record.phase is Phase.training) != running:
+        problems.append(f"phase {record.phase.value} with training {record.training}")
+    if record.phase is Phase.trained and (
+            record.training is None or record.training.phase is not TrainingPhase.finished):
+        problems.append("trained without a finished run")
     return problems

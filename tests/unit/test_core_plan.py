@@ -103,13 +103,20 @@ def test_platform_order_alone_is_not_an_image_change() -> None:
     assert only({"demo": after}, {"demo": record_of(before)}).action is not Action.build
 
 
-def test_training_configuration_change_is_an_update_not_a_build() -> None:
+def test_a_training_configuration_change_is_a_new_run_not_a_build() -> None:
     before = desired(training_configuration={"training_rounds": 3})
     after = desired(training_configuration={"training_rounds": 7})
     item = only({"demo": after}, {"demo": record_of(before)})
+    assert item.action is Action.train
+    assert item.reason.startswith("start run ")
+    assert "the first run of these images (7 rounds, data tags dev)" in item.reason
+
+
+def test_other_changes_outside_the_image_keys_are_updates() -> None:
+    before, after = desired(customerID="a"), desired(customerID="b")
+    item = only({"demo": after}, {"demo": record_of(before)})
     assert item.action is Action.update
-    assert "training_configuration.training_rounds: 3 -> 7" in item.reason
-    assert "images stay" in item.reason
+    assert "customer_id: a -> b" in item.reason and "images stay" in item.reason
 
 
 _NON_IMAGE = st.fixed_dictionaries(
@@ -141,8 +148,10 @@ def test_changes_outside_the_image_keys_never_rebuild(
 ) -> None:
     old, new = desired(**before), desired(**after)
     item = only({"demo": new}, {"demo": record_of(old)})
-    expected = Action.noop if old.sla == new.sla else Action.update
-    assert item.action is expected
+    if "training_configuration" in after:  # a project that trains: its first run is due
+        assert item.action is Action.train
+    else:
+        assert item.action is (Action.noop if old.sla == new.sla else Action.update)
 
 
 def test_a_removed_sla_is_a_delete_naming_the_file() -> None:
