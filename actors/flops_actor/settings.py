@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FLAVORS = ("sklearn", "pytorch", "tensorflow", "keras")
+MAX_REQUEST_BYTES = 16 * 1024 * 1024  # the model server's default bound on a request body
 
 
 class SettingsError(ValueError):
@@ -53,6 +54,15 @@ class AggregatorSettings:
     def learners_needed(self) -> int:
         """Flower samples min_fit (and min_evaluate) learners out of those connected."""
         return max(self.min_available_clients, self.min_fit_clients, self.min_evaluate_clients)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The trained model's HTTP server (``python3 -m flops_actor.serve``)."""
+
+    model_dir: Path
+    bind: Address
+    max_request_bytes: int
 
 
 def parse_address(name: str, value: str) -> Address:
@@ -118,4 +128,16 @@ def aggregator_settings(env: Mapping[str, str]) -> AggregatorSettings:
         tracking_uri=env.get("MLFLOW_TRACKING_URI", "").strip() or None,
         experiment=env.get("MLFLOW_EXPERIMENT_NAME", "").strip() or "flops",
         app_dir=_app_dir(env),
+    )
+
+
+def server_settings(env: Mapping[str, str]) -> ServerSettings:
+    port = int(_number(env, "FLOPS_PORT", 8080, integer=True))
+    bind = env.get("FLOPS_BIND", "").strip() or "0.0.0.0"
+    return ServerSettings(
+        model_dir=Path(env.get("FLOPS_MODEL_DIR", "").strip() or "/flops/model"),
+        bind=parse_address("FLOPS_BIND/FLOPS_PORT", f"{bind}:{port}"),
+        max_request_bytes=int(
+            _number(env, "FLOPS_MAX_REQUEST_BYTES", MAX_REQUEST_BYTES, integer=True)
+        ),
     )
