@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from reconciler.edges.registry import ImageStore
 
 RETRY_REQUEST = "retry-"
+RETRAIN_REQUEST = "retrain-"
 
 
 class Workspace:
@@ -155,7 +156,14 @@ class Workspace:
 
     def request_retry(self, project: str) -> Path:
         """Ask the controller that owns the state (now or on its next pass) to re-arm."""
-        path = self.requests_dir / f"{RETRY_REQUEST}{project}"
+        return self._request(RETRY_REQUEST, project)
+
+    def request_retrain(self, project: str) -> Path:
+        """Ask the controller that owns the state for a new training run of the project."""
+        return self._request(RETRAIN_REQUEST, project)
+
+    def _request(self, kind: str, project: str) -> Path:
+        path = self.requests_dir / f"{kind}{project}"
         self.store.record_path(project)  # refuses unsafe names
         atomic_write(path, project)
         return path

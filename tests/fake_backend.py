@@ -220,3 +220,6 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
         self._monotonic += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)

@@ -29,6 +29,8 @@ MAX_SOURCE_FILE_BYTES = 512 * KIB  # each Python file the checks parse
 MAX_SCANNED_FILES = 2_000  # Python files the import scan parses
 MAX_SCANNED_BYTES = 8 * MIB  # and their total size
 MAX_SHOWN_NAMES = 20  # names missing from data_manager.py reported one by one
+# Reading a trained model (a trained-model build): its MLmodel file (MLflow writes ~1 KiB).
+MAX_MLMODEL_BYTES = 256 * KIB
 
 # Reporting.
 MAX_TEXT_CHARS = 2_000  # one message or hint

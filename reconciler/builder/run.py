@@ -1,4 +1,5 @@
-"""The builder's stage runner: clone, check, dependencies, build, push, told as protocol events.
+"""The builder's stage runner: clone, check, dependencies, build, push, told as protocol events
+(for a trained model's image: model, build, push).
 
 Decision: the runner is the only writer to stdout and every path ends in exactly one result
 event: stage code raises `StageFailure` or a tool module's own error, and the mapping from
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.protocol import request as protocol_request
+from reconciler.protocol.events import TRAINED_MODEL, TRAINED_MODEL_ROLE
 from reconciler.protocol.request import BuildRequest, RequestError
 
 from . import protocol
@@ -30,6 +32,8 @@ from .deps import DependencyPlan, plan_dependencies
 from .dockerfile import base_image, has_stage, with_base_image, with_conda_hook
 from .engine import Engine, EngineError, EngineUnreachable, split_reference
 from .limits import MAX_LOG_BYTES, size_text
+from .model_context import DOCKERFILE as MODEL_DOCKERFILE
+from .model_context import check_model, write_model_context
 from .problems import StageFailure, failure_from_problems
 from .repairs import REPAIRS_LABEL
 from .runtime import RUNTIME_LABEL, Runtime, load_runtime
@@ -98,14 +102,15 @@ class Reporter:
             self.unsent = 0
 
     def succeeded(
-        self, images: dict[str, str], digests: dict[str, str], plan: DependencyPlan
+        self, images: dict[str, str], digests: dict[str, str], plan: DependencyPlan | None
     ) -> int:
+        """The ok result; ``plan`` None for a trained model (no dependencies, no repairs)."""
         self._count_unsent()
         protocol.emit(
             {"type": "result", "ok": True, "images": images, "digests": digests,
-             "timings": self.timings, "repairs": plan.repairs,
-             "repair_diffs": [r.as_json() for r in plan.repair_diffs],
-             "base_image": plan.base_image},
+             "timings": self.timings, "repairs": plan.repairs if plan else [],
+             "repair_diffs": [r.as_json() for r in plan.repair_diffs] if plan else [],
+             "base_image": plan.base_image if plan else None},
             self.out,
         )
         return 0
@@ -146,6 +151,8 @@ def run(
 def _stages(
     request: BuildRequest, repo_dir: Path, reporter: Reporter, engine_factory: EngineFactory
 ) -> int:
+    if request.kind == TRAINED_MODEL:
+        return _trained_model(request, reporter, engine_factory)
     with reporter.stage("clone"):
         try:
             notes = clone(request.repo_url, request.commit, repo_dir, request.ref)
@@ -177,8 +184,56 @@ def _stages(
         runtime_image = _runtime_image(request, plan, runtime, reporter, engine)
     dockerfiles = _dockerfiles(request, plan, runtime_image)
     ids = _build(request, repo_dir, plan, dockerfiles, runtime, reporter, engine)
-    digests = _push(request, reporter, engine) if request.push else ids
+    digests = _push(request, reporter, engine, protocol.ROLES) if request.push else ids
     return reporter.succeeded(dict(request.images), digests, plan)
+
+
+def _trained_model(request: BuildRequest, reporter: Reporter, engine_factory: EngineFactory) -> int:
+    """The trained-model image: the learner image (``model_from``) plus the checked model
+    directory and the FL runtime (the model server), built and pushed."""
+    model_dir = Path(request.model_dir)
+    with reporter.stage("model"):
+        summary = check_model(model_dir)
+        reporter.log("INFO", f"model {model_dir}: {summary.describe()}")
+    try:
+        dockerfile = with_base_image(request.model_dockerfile, request.model_from)
+    except ValueError as exc:
+        raise StageFailure(
+            "infrastructure", f"cannot start the trained-model image from "
+            f"{request.model_from}: {exc}",
+            "the reconciler's trained-model Dockerfile template needs a FROM line",
+        ) from exc
+    engine = engine_factory()
+    runtime = load_runtime()
+    role, ref = TRAINED_MODEL_ROLE, request.images[TRAINED_MODEL_ROLE]
+    ids: dict[str, str] = {}
+    with reporter.stage(f"build:{role}"), tempfile.TemporaryFile() as tar:
+        write_model_context(model_dir, dockerfile, runtime, tar)
+        labels = {**request.labels, "flops.role": role, RUNTIME_LABEL: runtime.label}
+        try:
+            ids[role], _lines = engine.build(tar, ref, MODEL_DOCKERFILE, labels)
+        except EngineError as exc:
+            raise _model_build_failure(exc, request.model_from) from exc
+        reporter.log("INFO", f"built {role} image {ref} ({ids[role]}) from {request.model_from}")
+    digests = _push(request, reporter, engine, (role,)) if request.push else ids
+    return reporter.succeeded(dict(request.images), digests, None)
+
+
+def _model_build_failure(exc: EngineError, learner_image: str) -> StageFailure:
+    if isinstance(exc, EngineUnreachable):
+        return _unreachable(exc)
+    if _base_image_failed(exc, learner_image):
+        return StageFailure(
+            "infrastructure", f"the learner image {learner_image}, which the trained-model "
+            f"image starts from, is not available: {exc}",
+            "build the trained model on the engine that holds the project's images (registry "
+            "\"local\") or one that can pull them from the registry",
+            exc.details,
+        )
+    return StageFailure(
+        "build", f"building the trained-model image failed: {exc}",
+        "the last lines show the failing step", exc.details,
+    )
 
 
 def _runtime_image(
@@ -312,9 +367,11 @@ def _build_failure(exc: EngineError, role: str, dockerfile: str) -> StageFailure
     )
 
 
-def _push(request: BuildRequest, reporter: Reporter, engine: Engine) -> dict[str, str]:
+def _push(
+    request: BuildRequest, reporter: Reporter, engine: Engine, roles: tuple[str, ...]
+) -> dict[str, str]:
     digests: dict[str, str] = {}
-    for role in protocol.ROLES:
+    for role in roles:
         ref = request.images[role]
         with reporter.stage(f"push:{role}"):
             try:

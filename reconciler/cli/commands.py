@@ -1,4 +1,5 @@
-"""The sub-commands that read the desired state and the configuration: validate, plan, retry.
+"""The sub-commands that read the desired state and the configuration: validate, plan, retry,
+retrain.
 
 Decision: commands hold no reconcile logic; they choose what to run and map results to the
 exit codes of DESIGN §3. Each group of commands is a module of its own (``read_commands``,
@@ -65,6 +66,18 @@ def retry(args: argparse.Namespace) -> int:
         return PROBLEMS
     ws.request_retry(args.project)
     print(f"{args.project}: re-armed; the next pass (apply, or a running watch) builds it again")
+    return OK
+
+
+def retrain(args: argparse.Namespace) -> int:
+    ws = workspace(args)
+    record = ws.store.load(args.project) if _safe(args.project) else None
+    if record is None:
+        print(f"reconciler: unknown project {args.project!r}", file=sys.stderr)
+        return PROBLEMS
+    ws.request_retrain(args.project)
+    print(f"{args.project}: a new training run is requested; the next pass (apply, or a "
+          "running watch) starts it")
     return OK
 
 

@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     retry = sub.add_parser("retry", help="re-arm a project whose retries are exhausted")
     retry.add_argument("project")
 
+    retrain = sub.add_parser("retrain", help="start a new training run of a project")
+    retrain.add_argument("project")
+
     status = sub.add_parser("status", help="one row per project")
     status.add_argument("project", nargs="?")
     status.add_argument("--json", action="store_true")
@@ -92,6 +95,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "apply": ("reconcile", "apply"),
     "watch": ("reconcile", "watch"),
     "retry": ("commands", "retry"),
+    "retrain": ("commands", "retrain"),
     "status": ("read_commands", "status"),
     "logs": ("read_commands", "logs"),
     "check-repo": ("check_repo", "check_repo"),

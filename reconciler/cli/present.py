@@ -45,7 +45,31 @@ def status_row(record: ProjectRecord, store: StateStore) -> dict[str, Any]:
         "retry_at": record.retry_at,
         "exhausted": record.exhausted,
         "updated_at": record.updated_at,
+        "training": training_row(record),
     }
+
+
+def training_row(record: ProjectRecord) -> dict[str, Any] | None:
+    """DESIGN §10: the run key, its phase, rounds with metrics, best round, model, times."""
+    run = record.training
+    if run is None:
+        return None
+    return {
+        "run": run.run, "phase": run.phase.value, "name": run.name,
+        "aggregator": run.aggregator, "learners": run.learners,
+        "rounds": [{"round": r.round, "loss": r.loss, "accuracy": r.accuracy,
+                    "learners": r.learners, "seconds": r.seconds} for r in run.rounds],
+        "total_rounds": run.total_rounds, "best_round": run.best_round, "model": run.model,
+        "started": run.started, "finished": run.finished,
+    }
+
+
+def phase_text(row: dict[str, Any]) -> str:
+    """The phase as `status` shows it: a running training run says its round."""
+    training = row.get("training")
+    if row["phase"] == "training" and training:
+        return f"training round {len(training['rounds'])}/{training['total_rounds']}"
+    return str(row["phase"])
 
 
 def print_status(rows: list[dict[str, Any]], out: TextIO) -> None:
@@ -58,7 +82,7 @@ def print_status(rows: list[dict[str, Any]], out: TextIO) -> None:
         return
     for row in rows:
         detail = row["error"] or " ".join(f"{k}={v}" for k, v in sorted(row["images"].items()))
-        out.write(visible(f"{row['project']}\t{row['phase']}\t{short_commit(row['commit'])}"
+        out.write(visible(f"{row['project']}\t{phase_text(row)}\t{short_commit(row['commit'])}"
                           f"\t{detail}\t{source_text(row['source'])}") + "\n")
 
 

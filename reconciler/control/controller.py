@@ -21,19 +21,21 @@ from reconciler.control.book import RecordBook
 from reconciler.control.outages import Outages
 from reconciler.control.reports import Notice, Report, StageReport, silent
 from reconciler.control.runner import BuildRunner
+from reconciler.control.trainer import Trainer
 from reconciler.core import transitions
 from reconciler.core.build_request import project_build_key
 from reconciler.core.failure import Failure, infrastructure
 from reconciler.core.naming import image_refs
 from reconciler.core.plan import Action, PlanItem, make_plan, tracked_refs
 from reconciler.core.project import Desired, DesiredProject, InvalidProject, Phase, ProjectRecord
+from reconciler.core.record import TrainingPhase
 from reconciler.edges.backend import BackendError
 from reconciler.edges.desired import DesiredDirMissing
 from reconciler.edges.desired_repo import PullStatus
 from reconciler.edges.git_remote import GitRemoteError, resolve_commit
 from reconciler.edges.registry import RegistryError
 from reconciler.edges.watcher import start_watching
-from reconciler.workspace import RETRY_REQUEST, Workspace
+from reconciler.workspace import RETRAIN_REQUEST, RETRY_REQUEST, Workspace
 
 END_OF_BACKOFF = datetime.max.replace(tzinfo=UTC)  # a time at which every backoff is over
 
@@ -60,6 +62,7 @@ class Controller:
         self.outages = Outages(report)
         self.wake = threading.Event()
         self.runner = BuildRunner(workspace, self.book, self.outages, report, self.wake.set)
+        self.trainer = Trainer(workspace, self.book, self.outages, report, self.wake.set)
         self._next_pull = 0.0  # monotonic time of the next `--pull` fetch
 
     # -- entry points ---------------------------------------------------------------------
@@ -71,11 +74,16 @@ class Controller:
         waiting out their backoff (exhausted ones stay held: they need `reconciler retry`).
         """
         self.reconcile(follow=wait, resync=True, now=END_OF_BACKOFF)
-        while wait and self.runner.following():
-            self.wake.wait(self.runner.next_wake())
+        while wait and (self.runner.following() or self.trainer.following()):
+            self.wake.wait(self._first(self.runner.next_wake(), self.trainer.next_wake()))
             self.wake.clear()
             self.reconcile(follow=True)
         return self.book.snapshot()
+
+    @staticmethod
+    def _first(*waits: float | None) -> float | None:
+        known = [w for w in waits if w is not None]
+        return min(known) if known else None
 
     def watch(self, stop: threading.Event) -> None:
         """Reconcile on every change in desired, every due retry and every resync interval,
@@ -102,7 +110,7 @@ class Controller:
         resting builder or pull, whichever comes first."""
         now = self.clock.monotonic()
         waits = [next_resync - now, self.next_due(), self.runner.next_wake(),
-                 self._next_pull - now if self.ws.pull else None]
+                 self.trainer.next_wake(), self._next_pull - now if self.ws.pull else None]
         return max(0.0, min(w for w in waits if w is not None))
 
     def reconcile(self, *, follow: bool = True, resync: bool = False,
@@ -125,6 +133,8 @@ class Controller:
         self.runner.stop_overdue()
         self._start_builds(desired)
         self.runner.follow_all(background=follow)
+        self.trainer.stop_overdue()
+        self.trainer.follow_all(background=follow)
 
     def next_due(self) -> float | None:
         """Seconds until the earliest retry falls due (so a waiting loop wakes for it)."""
@@ -147,12 +157,20 @@ class Controller:
             assert isinstance(want, DesiredProject) and have is not None
             self.book.note(want.name, "update", item.reason)
             self.book.put(transitions.with_sla(have, want))
+        elif item.action is Action.train:
+            assert isinstance(want, DesiredProject) and have is not None
+            if have.phase is not Phase.training or item.reason.startswith("start run"):
+                self.book.note(want.name, "plan", f"train: {item.reason}")
+                self.trainer.start(want, have)
         else:
             assert isinstance(want, DesiredProject)
             self._build_or_follow(want, have, item, moved_to)
 
     def _build_or_follow(self, want: DesiredProject, have: ProjectRecord | None,
                          item: PlanItem, moved_to: str | None = None) -> None:
+        if have is not None and have.training is not None \
+                and have.training.phase is TrainingPhase.running:
+            self.trainer.take_down(have.project, have.training, "its images change")
         if have is not None and have.build is not None:
             if have.image_digest == want.image_digest:
                 if have.sla_digest != want.sla_digest:  # edited mid-build, same images
@@ -319,6 +337,8 @@ class Controller:
     def _delete(self, have: ProjectRecord) -> None:
         if have.build is not None:
             self._leave_build(have, "its SLA file was removed")
+        if have.training is not None and have.training.phase is TrainingPhase.running:
+            self.trainer.take_down(have.project, have.training, "its SLA file was removed")
         images = ", ".join(have.images.values()) or "none"
         self.book.note(have.project, "prune", f"SLA file {have.sla_file} removed; project "
                        f"record deleted; its images stay in the registry ({images})")
@@ -343,5 +363,14 @@ class Controller:
             if record is not None and record.phase is Phase.failed:
                 self.book.change(project, transitions.rearmed)
                 self.book.note(project, "retry", "re-armed by `reconciler retry`")
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        for path in sorted(directory.glob(f"{RETRAIN_REQUEST}*")):
+            project = path.name.removeprefix(RETRAIN_REQUEST)
+            if self.book.get(project) is not None:
+                self.book.change(project, lambda have: transitions.rearmed(
+                    transitions.retrain_requested(have)))
+                self.book.note(project, "retrain", "a new run is requested by `reconciler "
+                               "retrain`")
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

@@ -141,8 +141,8 @@ def _training(name: str, want: DesiredProject, have: ProjectRecord) -> PlanItem 
             return PlanItem(name, Action.train, f"run {key} running since {run.started} "
                             f"(aggregator on {run.aggregator}): follow it")
         if run.phase is TrainingPhase.failed:
-            return PlanItem(name, Action.train, f"retry run {key}: the last attempt "
-                            f"failed: {have.error}")
+            return PlanItem(name, Action.train, f"retry run {key} (attempt "
+                            f"{have.attempts + 1})")
         return None
     if run is None:
         why = "the first run of these images"

@@ -25,6 +25,7 @@ COMPOSE_TEMPLATE = "builder-compose.yaml.j2"
 TRAINING_TEMPLATE = "training-compose.yaml.j2"
 ACTOR_DOCKERFILE_TEMPLATE = "Dockerfile.actor.j2"
 RUNTIME_DOCKERFILE_TEMPLATE = "Dockerfile.runtime.j2"
+MODEL_DOCKERFILE_TEMPLATE = "Dockerfile.model.j2"
 BUILDER_DOCKERFILE = "Dockerfile.builder"
 REPO_MOUNT = "/flops/repo"
 # The build request's file beside the rendered spec (see the compose template).
@@ -113,6 +114,13 @@ def render_runtime_dockerfile(env: Environment, *, base_image: str) -> str:
     every build on a base, with or without a site index."""
     return env.get_template(RUNTIME_DOCKERFILE_TEMPLATE).render(
         base_image=base_image, isolate=True)
+
+
+def render_model_dockerfile(env: Environment, *, base_image: str) -> str:
+    """The trained-model image's Dockerfile (templates/Dockerfile.model.j2): the learner image
+    ``base_image`` plus the saved model and the model server; the builder writes the request's
+    ``model_from`` into its FROM line."""
+    return env.get_template(MODEL_DOCKERFILE_TEMPLATE).render(base_image=base_image)
 
 
 def render_training_compose(env: Environment, spec: TrainingSpec) -> str:

@@ -23,6 +23,9 @@ class Clock(Protocol):
     def monotonic(self) -> float:
         """Seconds on a clock that never goes back (for waits and intervals)."""
 
+    def sleep(self, seconds: float) -> None:
+        """Wait (a follower thread's pause between two looks at Docker)."""
+
 
 class SystemClock:
     def now(self) -> datetime:
@@ -30,6 +33,9 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 def utc_now_iso() -> str:

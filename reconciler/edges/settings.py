@@ -44,6 +44,7 @@ def load_config(
             raise ConfigError(f"cannot read configuration {path}: {error.strerror}") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"configuration {path} is not valid TOML: {error}") from None
+        _resolve_data_dirs(data, path.parent)
     _merge(data, env_overrides(environ))
     _merge(data, dict(overrides or {}))
     try:
@@ -55,6 +56,16 @@ def load_config(
             for e in error.errors(include_url=False)
         )
         raise ConfigError(f"invalid configuration ({source} and environment): {problems}") from None
+
+
+def _resolve_data_dirs(data: dict[str, Any], base: Path) -> None:
+    """A relative `data_dir` of a [[hosts]] entry is relative to the configuration file
+    (a bind mount needs an absolute path)."""
+    hosts = data.get("hosts")
+    for host in hosts if isinstance(hosts, list) else []:
+        if isinstance(host, dict) and isinstance(host.get("data_dir"), str) \
+                and not Path(host["data_dir"]).is_absolute():
+            host["data_dir"] = str((base / host["data_dir"]).resolve())
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -52,6 +52,30 @@ the channels to ``.flops/conda-channels.txt``; a Dockerfile that does not mentio
 ``conda-packages.txt`` gets a COPY/RUN step installing them right after its ``FROM`` line.
 Without it, conda-only packages are a ``dependencies`` error listing them.
 
+A second kind of build, ``"kind": "trained-model"`` (absent: ``"actors"``, the build above),
+makes the image of a trained model (DESIGN §10): the learner image plus the aggregator's saved
+MLflow model and the model server (``python3 -m flops_actor.serve``)::
+
+    {"kind": "trained-model", "project": str, "build_key": str,
+     "repo_url": str, "source_url": str,   # the SLA's ml_repo_url, for labels and messages
+     "commit": str,                        # the commit the learner image was built from
+     "images": {"trained-model": ref},     # <registry>/<owner>/<repo>/trained-model:<commit>-<run>
+     "push": bool, "labels": {str: str},   # labels: the OCI source/revision, the run, its metrics
+     "model_from": ref,                    # the project's learner image: the FROM of the image
+     "model_dir": str,                     # absolute path of the model directory inside the
+                                           # builder container (default /flops/model): the
+                                           # reconciler copies it in before starting the builder
+     "model_dockerfile": str,              # templates/Dockerfile.model.j2, rendered
+     "builder_version": str}
+
+Its builder clones nothing and needs no package index: stage ``model`` checks the model
+directory (an ``MLmodel`` file, a regular file inside it, with the ``python_function`` flavor
+that the server loads), ``build:trained-model`` builds from a context of the model (under
+``model/``), the builder's FL runtime (under ``runtime/``) and the Dockerfile, and
+``push:trained-model`` pushes when ``push``. Fields of the other kind are ignored (read as
+their defaults). A missing model directory is an ``infrastructure`` error (the reconciler did
+not copy it in), a model that is not a servable MLflow model a ``build`` error.
+
 Events (stdout, one per line)::
 
     {"type": "stage", "stage": S, "state": "start"}
@@ -82,7 +106,8 @@ summary and whose details are the diff lines (``- <as written>  # <file:line>``,
 summaries, ``repair_diffs`` the whole repairs, and each image's ``flops.repairs`` label the
 repairs of its role as a compact JSON array of the same objects.
 
-Stages: ``clone``, ``check``, ``dependencies``, ``build:<role>``, ``push:<role>``.
+Stages: ``clone``, ``check``, ``dependencies``, ``runtime``, ``build:<role>``, ``push:<role>``;
+for a trained model ``model``, ``build:trained-model``, ``push:trained-model``.
 Error categories: ``repo``, ``dependencies``, ``build``, ``push``, ``infrastructure``.
 The process exits 0 after an ok result and 1 after a failed one.
 """
@@ -98,6 +123,10 @@ REQUEST_SECRET = "flops-build-request"
 REQUEST_FILE = f"/run/secrets/{REQUEST_SECRET}"
 REQUEST_FILE_ENV = "FLOPS_BUILD_REQUEST_FILE"
 ROLES = ("learner", "aggregator")
+# The kinds of build a request asks for; the trained-model build makes one image of this role.
+ACTORS, TRAINED_MODEL = KINDS = ("actors", "trained-model")
+TRAINED_MODEL_ROLE = "trained-model"
+MODEL_DIR = "/flops/model"  # where a trained-model build finds the model, by default
 CATEGORIES = ("repo", "dependencies", "build", "push", "infrastructure")
 LEVELS = ("INFO", "WARN", "ERROR")
 # The event kinds (an event's "type").

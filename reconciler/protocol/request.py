@@ -3,23 +3,35 @@
 Decision: the request has one serializer (``request_json``, used by the reconciler) and one
 parser (``parse_request``, used by the builder), both here, so the two sides cannot drift
 apart. The parser checks every field the builder acts on and names the first bad one
-(``RequestError``); fields the builder only records are taken as they come. What each field
-means is in ``events.py``'s description of the wire contract.
+(``RequestError``); fields the builder only records are taken as they come. One value serves
+both kinds of build (``kind``: the FL-actor images, or a trained model's image); the fields of
+the other kind keep their defaults. What each field means is in ``events.py``'s description
+of the wire contract.
 """
 
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from reconciler.protocol.events import REQUEST_FILE, ROLES
+from reconciler.protocol.events import (
+    ACTORS,
+    KINDS,
+    MODEL_DIR,
+    REQUEST_FILE,
+    ROLES,
+    TRAINED_MODEL,
+    TRAINED_MODEL_ROLE,
+)
 
 COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 IMAGE_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 PYTHON_SERIES = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)$")  # a python_images key: "3.10"
 NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+CONTAINER_PATH = re.compile(r"^(/[A-Za-z0-9._-]+)+$")  # model_dir: plain absolute path
 # The only build arguments a request may set: the FL-actor Dockerfile declares exactly these.
 BUILD_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "HTTP_PROXY",
               "HTTPS_PROXY", "NO_PROXY")
@@ -32,6 +44,7 @@ class RequestError(ValueError):
 @dataclass(frozen=True, kw_only=True)
 class BuildRequest:
     project: str
+    kind: str = ACTORS  # "actors" (learner and aggregator) or "trained-model"
     build_key: str = ""
     repo_url: str  # what the builder clones (may be a path inside the container)
     source_url: str  # the SLA's ml_repo_url, for labels and messages
@@ -42,8 +55,8 @@ class BuildRequest:
     use_devel_base_images: bool = False
     images: dict[str, str]
     push: bool = False
-    dockerfiles: dict[str, str]
-    runtime_dockerfile: str  # the FL runtime image's Dockerfile (rendered by the reconciler)
+    dockerfiles: dict[str, str] = field(default_factory=dict)  # kind actors: per role
+    runtime_dockerfile: str = ""  # kind actors: the FL runtime image's Dockerfile
     labels: dict[str, str] = field(default_factory=dict)
     builder_version: str = ""
     python_images: dict[str, str] = field(default_factory=dict)
@@ -51,6 +64,11 @@ class BuildRequest:
     build_args: dict[str, str] = field(default_factory=dict)
     build_network: str | None = None
     ca_bundle: str = ""
+    # kind trained-model: the image it starts from (the learner image), where the model
+    # directory is inside the builder container, the rendered Dockerfile.model.j2.
+    model_from: str = ""
+    model_dir: str = MODEL_DIR
+    model_dockerfile: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,17 +89,23 @@ def parse_request(raw: str | None) -> BuildRequest:
         raise RequestError(f"not JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise RequestError("not a JSON object")
-    for key in ("project", "repo_url", "commit"):
+    kind = data.get("kind") or ACTORS
+    if kind not in KINDS:
+        raise RequestError(f"'kind' must be one of {', '.join(KINDS)}, not {kind!r}")
+    common = _common_fields(data, required=("project", "repo_url", "commit")
+                            if kind == ACTORS else ("project", "commit"))
+    if kind == TRAINED_MODEL:
+        return BuildRequest(kind=kind, **common, **_model_fields(data))
+    return BuildRequest(kind=kind, **common, **_actor_fields(data))
+
+
+def _common_fields(data: dict[str, Any], required: tuple[str, ...]) -> dict[str, Any]:
+    """The fields both kinds of build read, checked."""
+    for key in required:
         if not isinstance(data.get(key), str) or not data[key]:
             raise RequestError(f"{key!r} must be a non-empty string")
     if not COMMIT.match(data["commit"]):
         raise RequestError(f"'commit' must be a full hex commit id, not {data['commit']!r}")
-    for key in ("images", "dockerfiles"):
-        value = data.get(key)
-        if not isinstance(value, dict) or any(
-            not isinstance(value.get(role), str) or not value[role] for role in ROLES
-        ):
-            raise RequestError(f"{key!r} must map each of {', '.join(ROLES)} to a string")
     labels = data.get("labels") or {}
     if not isinstance(labels, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
@@ -90,6 +114,40 @@ def parse_request(raw: str | None) -> BuildRequest:
     platforms = data.get("platforms") or []
     if not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms):
         raise RequestError("'platforms' must be a list of strings")
+    build_args = data.get("build_args") or {}
+    if not isinstance(build_args, dict) or not all(
+        isinstance(k, str) and k in BUILD_ARGS and isinstance(v, str)
+        for k, v in build_args.items()
+    ):
+        raise RequestError(f"'build_args' may only set {', '.join(BUILD_ARGS)} to strings")
+    network = data.get("build_network") or None
+    if network is not None and not (isinstance(network, str) and NETWORK.match(network)):
+        raise RequestError("'build_network' must be a Docker network name")
+    ca_bundle = data.get("ca_bundle") or ""
+    if not isinstance(ca_bundle, str):
+        raise RequestError("'ca_bundle' must be PEM text")
+    ref = data.get("ref")
+    repo_url = _text(data.get("repo_url"))
+    return {
+        "project": data["project"], "build_key": _text(data.get("build_key")),
+        "repo_url": repo_url, "source_url": _text(data.get("source_url")) or repo_url,
+        "commit": data["commit"], "ref": ref if isinstance(ref, str) and ref else None,
+        "flavor": _text(data.get("flavor")), "platforms": platforms,
+        "use_devel_base_images": data.get("use_devel_base_images") is True,
+        "push": data.get("push") is True, "labels": labels,
+        "builder_version": _text(data.get("builder_version")), "build_args": dict(build_args),
+        "build_network": network, "ca_bundle": ca_bundle,
+    }
+
+
+def _actor_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The fields of the FL-actor build (kind ``actors``), checked."""
+    for key in ("images", "dockerfiles"):
+        value = data.get(key)
+        if not isinstance(value, dict) or any(
+            not isinstance(value.get(role), str) or not value[role] for role in ROLES
+        ):
+            raise RequestError(f"{key!r} must map each of {', '.join(ROLES)} to a string")
     python_images = data.get("python_images") or {}
     if not isinstance(python_images, dict) or not all(
         isinstance(k, str) and PYTHON_SERIES.match(k.strip())
@@ -103,35 +161,37 @@ def parse_request(raw: str | None) -> BuildRequest:
         isinstance(conda_base, str) and IMAGE_REFERENCE.match(conda_base)
     ):
         raise RequestError("'conda_base_image' must be an image reference")
-    build_args = data.get("build_args") or {}
-    if not isinstance(build_args, dict) or not all(
-        isinstance(k, str) and k in BUILD_ARGS and isinstance(v, str)
-        for k, v in build_args.items()
-    ):
-        raise RequestError(f"'build_args' may only set {', '.join(BUILD_ARGS)} to strings")
-    network = data.get("build_network") or None
-    if network is not None and not (isinstance(network, str) and NETWORK.match(network)):
-        raise RequestError("'build_network' must be a Docker network name")
-    ca_bundle = data.get("ca_bundle") or ""
-    if not isinstance(ca_bundle, str):
-        raise RequestError("'ca_bundle' must be PEM text")
     runtime_dockerfile = data.get("runtime_dockerfile")
     if not isinstance(runtime_dockerfile, str) or not runtime_dockerfile:
         raise RequestError("'runtime_dockerfile' must be the runtime image's Dockerfile")
-    ref = data.get("ref")
-    return BuildRequest(
-        project=data["project"], build_key=_text(data.get("build_key")),
-        repo_url=data["repo_url"], source_url=str(data.get("source_url") or data["repo_url"]),
-        commit=data["commit"], ref=ref if isinstance(ref, str) and ref else None,
-        flavor=_text(data.get("flavor")), platforms=platforms,
-        use_devel_base_images=data.get("use_devel_base_images") is True,
-        images={r: data["images"][r] for r in ROLES}, push=data.get("push") is True,
-        dockerfiles={r: data["dockerfiles"][r] for r in ROLES},
-        runtime_dockerfile=runtime_dockerfile, labels=labels,
-        builder_version=_text(data.get("builder_version")), python_images=dict(python_images),
-        conda_base_image=conda_base, build_args=dict(build_args), build_network=network,
-        ca_bundle=ca_bundle,
-    )
+    return {
+        "images": {r: data["images"][r] for r in ROLES},
+        "dockerfiles": {r: data["dockerfiles"][r] for r in ROLES},
+        "runtime_dockerfile": runtime_dockerfile, "python_images": dict(python_images),
+        "conda_base_image": conda_base,
+    }
+
+
+def _model_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a trained model's build (kind ``trained-model``), checked."""
+    images = data.get("images")
+    if not isinstance(images, dict) or set(images) != {TRAINED_MODEL_ROLE} or not (
+        isinstance(images[TRAINED_MODEL_ROLE], str)
+        and IMAGE_REFERENCE.match(images[TRAINED_MODEL_ROLE])
+    ):
+        raise RequestError(f"'images' must map {TRAINED_MODEL_ROLE} (only) to an image reference")
+    model_from = data.get("model_from")
+    if not isinstance(model_from, str) or not IMAGE_REFERENCE.match(model_from):
+        raise RequestError("'model_from' must be an image reference (the learner image)")
+    model_dir = data.get("model_dir") or MODEL_DIR
+    if not (isinstance(model_dir, str) and CONTAINER_PATH.match(model_dir)
+            and posixpath.normpath(model_dir) == model_dir):
+        raise RequestError("'model_dir' must be an absolute path like /flops/model")
+    dockerfile = data.get("model_dockerfile")
+    if not isinstance(dockerfile, str) or not dockerfile:
+        raise RequestError("'model_dockerfile' must be the trained-model image's Dockerfile")
+    return {"images": {TRAINED_MODEL_ROLE: images[TRAINED_MODEL_ROLE]},
+            "model_from": model_from, "model_dir": model_dir, "model_dockerfile": dockerfile}
 
 
 def _text(value: Any) -> str:

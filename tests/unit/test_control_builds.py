@@ -80,7 +80,7 @@ def test_projects_with_the_same_image_inputs_share_one_build(tmp_path: Path) -> 
     bed = Bed(tmp_path, auto_finish=True)
     url = bed.repo("shared")
     bed.sla("first", url)
-    bed.sla("second", url, training_configuration={"mode": "classic", "training_rounds": 7})
+    bed.sla("second", url, customerID="another-team")
 
     bed.controller().apply(wait=True)
 

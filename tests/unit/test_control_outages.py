@@ -168,14 +168,14 @@ def test_a_change_that_does_not_decide_the_images_is_an_update_without_a_build(
     controller = bed.controller()
     controller.apply(wait=True)
 
-    bed.sla("alpha", url, training_configuration={"mode": "classic", "training_rounds": 5})
+    bed.sla("alpha", url, customerID="another-team", verbose=True)
     controller.reconcile(follow=False)
 
     record = bed.record("alpha")
     assert record.phase is Phase.ready and record.sla is not None
-    assert record.sla["training_configuration"]["training_rounds"] == 5
+    assert record.sla["customer_id"] == "another-team"
     assert len(bed.backend.deployed) == 1
-    assert "INFO update training_configuration" in bed.log("alpha")
+    assert "INFO update customer_id: Admin -> another-team, verbose" in bed.log("alpha")
 
 
 def test_a_new_commit_on_a_tracked_branch_is_built_at_a_resync(tmp_path: Path) -> None:

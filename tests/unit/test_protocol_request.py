@@ -10,6 +10,7 @@ import pytest
 
 from reconciler.core.build_request import builder_spec
 from reconciler.core.config import Config, HostConfig
+from reconciler.core.model_request import trained_model_request
 from reconciler.core.project import DesiredProject
 from reconciler.core.render import make_environment, render_request
 from reconciler.core.sla import parse_sla
@@ -59,3 +60,60 @@ def test_the_builder_image_carries_the_protocol_package() -> None:
     files = context_files(template_dirs(None))
     assert "reconciler/protocol/request.py" in files
     assert "COPY reconciler/protocol/" in Path(files["Dockerfile"]).read_text()
+
+
+def model_request_text(**fields: object) -> str:
+    """What the reconciler writes for a trained model (``trained_model_request``)."""
+    request = trained_model_request(
+        make_environment(template_dirs(None)), project="demo",
+        source_url="https://github.com/owner/repo.git", commit=COMMIT,
+        learner_image=f"registry:5000/owner/repo/learner:{COMMIT}",
+        image=f"registry:5000/owner/repo/trained-model:{COMMIT}-0a1b2c3d4e5f",
+        labels={"flops.run": "0a1b2c3d4e5f"}, push=True, build_key="0a1b2c3d4e5f")
+    document = json.loads(request_json(request))
+    return json.dumps({**document, **fields}, ensure_ascii=True, separators=(",", ":"))
+
+
+def test_a_trained_model_request_reads_back_unchanged() -> None:
+    text = model_request_text()
+    request = parse_request(text)
+    assert request_json(request) == text
+    assert request.kind == "trained-model"
+    assert request.images == {"trained-model": f"registry:5000/owner/repo/trained-model:"
+                                               f"{COMMIT}-0a1b2c3d4e5f"}
+    assert request.model_from == f"registry:5000/owner/repo/learner:{COMMIT}"
+    assert request.model_dir == "/flops/model"
+    assert request.model_dockerfile.startswith("# The trained-model image")
+    assert request.dockerfiles == {} and request.runtime_dockerfile == ""
+
+
+def test_the_kinds_need_only_their_own_fields() -> None:
+    actors = json.loads(spec_request())
+    assert actors["kind"] == "actors"
+    # A request from before the kinds existed is an FL-actor build; model fields are ignored.
+    legacy = {k: v for k, v in actors.items()
+              if k not in ("kind", "model_from", "model_dir", "model_dockerfile")}
+    assert parse_request(json.dumps({**legacy, "model_from": "x y"})).kind == "actors"
+    # A trained model needs no repository to clone and no FL-actor Dockerfiles.
+    model = json.loads(model_request_text())
+    for key in ("repo_url", "source_url", "dockerfiles", "runtime_dockerfile", "model_dir"):
+        del model[key]
+    request = parse_request(json.dumps(model))
+    assert request.model_dir == "/flops/model" and request.repo_url == ""
+
+
+@pytest.mark.parametrize(("fields", "named"), [
+    ({"kind": "model"}, "'kind' must be one of actors, trained-model, not 'model'"),
+    ({"images": {"learner": "a:1"}}, "'images' must map trained-model (only)"),
+    ({"images": {"trained-model": "a b"}}, "'images' must map trained-model (only)"),
+    ({"model_from": ""}, "'model_from' must be an image reference"),
+    ({"model_dir": "flops/model"}, "'model_dir' must be an absolute path"),
+    ({"model_dir": "/flops/../etc"}, "'model_dir' must be an absolute path"),
+    ({"model_dir": "/flops/model/"}, "'model_dir' must be an absolute path"),
+    ({"model_dockerfile": None}, "'model_dockerfile' must be the trained-model image's"),
+    ({"commit": "main"}, "'commit' must be a full hex commit id"),
+])
+def test_a_bad_trained_model_field_is_named(fields: dict[str, object], named: str) -> None:
+    with pytest.raises(RequestError) as raised:
+        parse_request(model_request_text(**fields))
+    assert named in str(raised.value)
