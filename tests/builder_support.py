@@ -87,6 +87,40 @@ def build_request(repo: Path, commit: str, **fields: Any) -> dict[str, Any]:
     }
 
 
+MLMODEL = """\
+flavors:
+  python_function:
+    loader_module: mlflow.pyfunc.model
+    python_model: python_model.pkl
+    code: code
+mlflow_version: 3.17.2
+"""
+LEARNER_IMAGE = "127.0.0.1:5000/acme/demo/learner:" + "c" * 40
+MODEL_DOCKERFILE = "FROM base\nCOPY runtime/ /opt/flops/runtime/\nCOPY model/ /flops/model/\n"
+
+
+def write_model(model_dir: Path, mlmodel: str = MLMODEL) -> Path:
+    """A model directory as the aggregator saves one (what the builder reads of it: MLmodel)."""
+    write_repo(model_dir, {"MLmodel": mlmodel, "python_model.pkl": "pickle",
+                           "code/model_manager.py": "class ModelManager: ...\n"})
+    return model_dir
+
+
+def model_request(model_dir: Path, **fields: Any) -> dict[str, Any]:
+    """A valid trained-model request for the model in ``model_dir``; ``fields`` replace keys."""
+    commit = "c" * 40
+    return {
+        "kind": "trained-model", "project": "demo", "build_key": "run-1",
+        "repo_url": "https://example.org/acme/demo.git",
+        "source_url": "https://example.org/acme/demo.git", "commit": commit,
+        "images": {"trained-model": f"127.0.0.1:5000/acme/demo/trained-model:{commit}-run1"},
+        "push": False, "labels": {"flops.run": "run1"}, "builder_version": "0.1.0",
+        "model_from": LEARNER_IMAGE, "model_dir": str(model_dir),
+        "model_dockerfile": MODEL_DOCKERFILE,
+        **fields,
+    }
+
+
 class FakeEngine(Engine):
     """Records builds and pushes; `fail` names the operation that raises."""
 
