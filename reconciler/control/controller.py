@@ -73,11 +73,14 @@ class Controller:
         The first pass is the user's request, so it retries failed projects at once instead of
         waiting out their backoff (exhausted ones stay held: they need `reconciler retry`).
         """
-        self.reconcile(follow=wait, resync=True, now=END_OF_BACKOFF)
-        while wait and (self.runner.following() or self.trainer.following()):
-            self.wake.wait(self._first(self.runner.next_wake(), self.trainer.next_wake()))
-            self.wake.clear()
-            self.reconcile(follow=True)
+        changed = self.reconcile(follow=wait, resync=True, now=END_OF_BACKOFF)
+        # With `--wait` a pass follows a pass that changed something (images found ready make
+        # their training run due), and one follows every end of a build or a run.
+        while wait and (changed or self.runner.following() or self.trainer.following()):
+            if not changed:
+                self.wake.wait(self._first(self.runner.next_wake(), self.trainer.next_wake()))
+                self.wake.clear()
+            changed = self.reconcile(follow=True)
         return self.book.snapshot()
 
     @staticmethod
@@ -114,10 +117,11 @@ class Controller:
         return max(0.0, min(w for w in waits if w is not None))
 
     def reconcile(self, *, follow: bool = True, resync: bool = False,
-                  now: datetime | None = None) -> None:
-        """One pass. ``follow``: follow builders in threads; else harvest the exited ones.
-        ``resync``: ask the remotes whether tracked refs of ready projects moved.
-        ``now``: the time retry backoffs are measured against (default: the clock)."""
+                  now: datetime | None = None) -> list[str]:
+        """One pass; the projects whose record it changed. ``follow``: follow builders and
+        runs in threads; else harvest the ended ones. ``resync``: ask the remotes whether
+        tracked refs of ready projects moved. ``now``: the time retry backoffs are measured
+        against (default: the clock)."""
         self._consume_retry_requests()
         self._pull()
         desired = self.ws.load_desired()
@@ -135,6 +139,7 @@ class Controller:
         self.runner.follow_all(background=follow)
         self.trainer.stop_overdue()
         self.trainer.follow_all(background=follow)
+        return acted
 
     def next_due(self) -> float | None:
         """Seconds until the earliest retry falls due (so a waiting loop wakes for it)."""

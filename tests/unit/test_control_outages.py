@@ -248,6 +248,7 @@ def test_watch_survives_the_desired_directory_vanishing_and_prunes_nothing(
         wait_until(lambda: bed.workspace.store.load("alpha") is not None
                    and bed.record("alpha").phase is Phase.ready, 30, 0.01, "alpha not ready")
         shutil.rmtree(bed.desired)
+        controller.wake.set()  # a file watcher may say nothing of a directory that is gone
         wait_until(lambda: any("desired directory is unavailable" in text
                                for text in bed.notices()), 30, 0.01, "no outage notice")
         assert bed.record("alpha").phase is Phase.ready, "nothing is pruned"
