@@ -7,7 +7,9 @@ handling) and answers ``{"predictions": [...]}``. Loads ``FLOPS_MODEL_DIR`` (``/
 listens on ``FLOPS_BIND``:``FLOPS_PORT`` (``0.0.0.0:8080``), logs to stderr, and writes one
 ``serving`` event on stdout once it answers; SIGTERM or SIGINT stop it (a ``stopped`` event,
 exit 0). Exit 1 with one error line when the model cannot be loaded or the port cannot be
-opened; 2 for a bad environment.
+opened; 2 for a bad environment. ``--check`` loads the model as the server would, writes one
+``loaded`` event and exits (0): the trained-model image's build runs it, so a model that
+cannot load in the image fails the build rather than the deployment.
 
 Decision: the standard library's ``ThreadingHTTPServer`` (one thread per connection, HTTP/1.1
 keep-alive), not MLflow's uvicorn app: the server's start is one event on the channel the
@@ -18,6 +20,7 @@ one 411, and the connection is closed after either.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -122,7 +125,10 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(answer.body)
 
     def log_message(self, format: str, *args: Any) -> None:
-        logger.info("%s %s", self.address_string(), format % args)
+        """One line per request on stderr; health checks (every few seconds) only at DEBUG."""
+        health = urllib.parse.urlsplit(getattr(self, "path", "")).path in HEALTH_PATHS
+        level = logging.DEBUG if health else logging.INFO
+        logger.log(level, "%s %s", self.address_string(), format % args)
 
 
 def _not_found(path: str) -> Answer:
@@ -130,7 +136,7 @@ def _not_found(path: str) -> Answer:
                         "answers GET /health, GET /ping, GET /version and POST /invocations")
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     events = take_stdout("model-server")
     try:
         settings = server_settings(os.environ)
@@ -138,6 +144,8 @@ def main() -> int:
         events.error(str(exc))
         return 2
     try:
+        if argv == ["--check"]:
+            return check(settings, events)
         return serve(settings, events)
     except (ServerFailure, ModelNotLoaded) as exc:
         events.error(str(exc))
@@ -146,6 +154,14 @@ def main() -> int:
         logger.exception("model server failed")
         events.error(f"model server failed: {describe(exc)}")
         return 1
+
+
+def check(settings: ServerSettings, events: Events) -> int:
+    started = time.monotonic()
+    scorer = Scorer(settings.model_dir)
+    events.emit("loaded", model=str(settings.model_dir), flavors=scorer.flavors,
+                seconds=time.monotonic() - started)
+    return 0
 
 
 def serve(settings: ServerSettings, events: Events) -> int:
@@ -183,4 +199,4 @@ def serve(settings: ServerSettings, events: Events) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

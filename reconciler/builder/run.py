@@ -232,7 +232,9 @@ def _model_build_failure(exc: EngineError, learner_image: str) -> StageFailure:
         )
     return StageFailure(
         "build", f"building the trained-model image failed: {exc}",
-        "the last lines show the failing step", exc.details,
+        "the last lines show the failing step; when it is the model check (flops_actor.serve "
+        "--check), the model does not load in the learner image: its MLflow or the model's "
+        "libraries are missing there", exc.details,
     )
 
 

@@ -6,7 +6,8 @@ what a finished run left: the learner image it starts from, the image it makes a
 labels. The model directory itself is not in the request: the caller copies it into the
 created builder container at ``model_dir`` before starting it, as it does with the request
 file. The request carries no package index, proxy or CA settings: the trained-model
-Dockerfile has no RUN step, so they would have nothing to reach.
+Dockerfile installs nothing (its one RUN step loads the model), so they would have nothing to
+reach.
 """
 
 from __future__ import annotations

@@ -71,7 +71,8 @@ MLflow model and the model server (``python3 -m flops_actor.serve``)::
 Its builder clones nothing and needs no package index: stage ``model`` checks the model
 directory (an ``MLmodel`` file, a regular file inside it, with the ``python_function`` flavor
 that the server loads), ``build:trained-model`` builds from a context of the model (under
-``model/``), the builder's FL runtime (under ``runtime/``) and the Dockerfile, and
+``model/``), the builder's FL runtime (under ``runtime/``) and the Dockerfile (whose one RUN
+step loads the model in the image, so a model that cannot load fails the build), and
 ``push:trained-model`` pushes when ``push``. Fields of the other kind are ignored (read as
 their defaults). A missing model directory is an ``infrastructure`` error (the reconciler did
 not copy it in), a model that is not a servable MLflow model a ``build`` error.

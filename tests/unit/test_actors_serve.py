@@ -235,3 +235,23 @@ def test_a_taken_port_is_exit_1_and_a_bad_port_exit_2(
     server = start(models["toy"], FLOPS_PORT="http")
     assert server.finish(timeout=60) == 2
     assert "FLOPS_PORT='http'" in server.of_type("error")[0]["message"]
+
+
+def test_check_loads_the_model_as_the_server_would_and_exits(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    """What the trained-model image's build runs (``--check``): exit 0 and a ``loaded`` event
+    for a model that loads, 1 and one error line for one that does not."""
+    def check(model_dir: Path) -> tuple[int, list[dict[str, Any]]]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOPS_")}
+        env.update(PYTHONPATH=str(ACTORS_DIR), FLOPS_MODEL_DIR=str(model_dir))
+        proc = subprocess.run([sys.executable, "-m", "flops_actor.serve", "--check"], env=env,
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()]
+
+    code, events = check(models["sklearn"])
+    assert code == 0
+    assert [(e["type"], e["model"]) for e in events] == [("loaded", str(models["sklearn"]))]
+    assert "sklearn" in events[0]["flavors"]
+    code, events = check(tmp_path / "nothing")
+    assert code == 1 and [e["type"] for e in events] == ["error"]

@@ -72,7 +72,7 @@ def test_the_image_is_the_learner_image_plus_the_model_and_the_runtime(tmp_path:
     assert files["Dockerfile"].decode().splitlines()[0] == f"FROM {LEARNER_IMAGE}"
     assert files["model/MLmodel"] == (model / "MLmodel").read_bytes()
     assert "model/code/model_manager.py" in files
-    assert b"def main()" in files["runtime/flops_actor/serve.py"]
+    assert b"def main(" in files["runtime/flops_actor/serve.py"]
     assert {n.split("/")[0] for n in names} == {"Dockerfile", "model", "runtime"}
     logs = [e["message"] for e in events if e["type"] == "log"]
     assert any("flavors python_function, 3 files" in m for m in logs), logs

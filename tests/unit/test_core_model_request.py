@@ -45,7 +45,9 @@ def test_the_dockerfile_starts_from_the_learner_image_and_serves_the_model() -> 
     assert "COPY model/ /flops/model/" in lines and "COPY runtime/ /opt/flops/runtime/" in lines
     assert "EXPOSE 8080" in lines
     assert lines[-1] == 'CMD ["python3", "-m", "flops_actor.serve"]'
-    assert not any(line.startswith(("RUN", "ARG")) for line in lines)  # nothing fetched
+    # Its one RUN step loads the model as the server will; nothing is fetched.
+    assert [line for line in lines if line.startswith(("RUN", "ARG"))] == [
+        'RUN ["python3", "-m", "flops_actor.serve", "--check"]']
     # The health check is exec form: a JSON array, a python3 one-liner asking /health.
     check = next(line for line in lines if line.strip().startswith("CMD [\"python3\", \"-c\""))
     argv = json.loads(check.strip().removeprefix("CMD "))
