@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from reconciler.edges.backend import Backend
     from reconciler.edges.registry import ImageStore
+    from reconciler.edges.training_backend import TrainingBackend
 
 RETRY_REQUEST = "retry-"
 RETRAIN_REQUEST = "retrain-"
@@ -46,7 +47,8 @@ class Workspace:
     def __init__(self, config: Config, desired_dir: Path, store: StateStore,
                  template_dirs: list[Path], *, source: str = "worktree",
                  pull: tuple[str, str] | None = None, clock: Clock | None = None,
-                 backend: Backend | None = None, images: ImageStore | None = None) -> None:
+                 backend: Backend | None = None, images: ImageStore | None = None,
+                 training: TrainingBackend | None = None) -> None:
         self.config = config
         self.desired_dir = desired_dir
         self.store = store
@@ -57,6 +59,7 @@ class Workspace:
         self.files = FileCache()
         self._backend = backend
         self._images = images
+        self._training = training
 
     # -- edges made on first use ------------------------------------------------------------
 
@@ -73,6 +76,14 @@ class Workspace:
                 self._backend = ComposeBackend(self.config, self.store.build_dir,
                                                self.template_dirs)
         return self._backend
+
+    @property
+    def training(self) -> TrainingBackend:
+        """Where training runs' actors run: the learner hosts' engines."""
+        if self._training is None:
+            from reconciler.edges.training_backend import ComposeTraining
+            self._training = ComposeTraining(self.config, self.store.build_dir)
+        return self._training
 
     @property
     def images(self) -> ImageStore:

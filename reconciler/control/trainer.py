@@ -42,7 +42,7 @@ from reconciler.core.training import (
     training_specs,
 )
 from reconciler.edges.backend import BackendError
-from reconciler.edges.training_backend import Actor, ComposeTraining
+from reconciler.edges.training_backend import Actor
 from reconciler.protocol.events import decode
 from reconciler.workspace import Workspace
 
@@ -67,7 +67,7 @@ class Trainer:
         self.outages = outages
         self.report = report
         self.on_finished = on_finished
-        self.backend = ComposeTraining(self.config, workspace.store.build_dir)
+        self.backend = workspace.training
         self._followers: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 

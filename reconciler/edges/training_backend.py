@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
@@ -43,6 +44,24 @@ class Actor:
     ref: str  # the container id
     running: bool
     exit_code: int | None  # once it has ended
+
+
+class TrainingBackend(Protocol):
+    """What the trainer needs of the engines its runs' actors run on."""
+
+    def data_tags(self, host: HostConfig, image: str) -> frozenset[str]: ...
+
+    def deploy(self, host: HostConfig, name: str, spec_text: str) -> None: ...
+
+    def published_port(self, actor: Actor) -> int: ...
+
+    def actors(self, run: str) -> list[Actor]: ...
+
+    def output(self, actor: Actor, since: datetime | None = None) -> list[Output]: ...
+
+    def copy_out(self, actor: Actor, source: str, destination: Path) -> None: ...
+
+    def remove(self, run: str) -> None: ...
 
 
 class ComposeTraining:

@@ -357,6 +357,7 @@ class ContainerEvent:
     at: float  # seconds since the epoch, from Docker's timeNano
     action: str  # create, start, die, destroy, ...
     name: str
+    role: str = ""  # the container's flops.role label
 
 
 class BuilderEvents:
@@ -369,12 +370,13 @@ class BuilderEvents:
 
     @classmethod
     @contextlib.contextmanager
-    def recording(cls, path: Path) -> Iterator[BuilderEvents]:
+    def recording(cls, path: Path, label: str = BUILDER_LABEL) -> Iterator[BuilderEvents]:
+        """Record the events of containers carrying ``label`` (default: builders)."""
         since = docker_now()
         with path.open("wb") as out:
             process = subprocess.Popen(
                 ["docker", "events", "--since", since, "--format", "{{json .}}",
-                 "--filter", "type=container", "--filter", f"label={BUILDER_LABEL}"],
+                 "--filter", "type=container", "--filter", f"label={label}"],
                 stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
             )
         try:
@@ -399,7 +401,8 @@ class BuilderEvents:
             attributes = event["Actor"]["Attributes"]
             at = event["timeNano"] / 1e9
             if attributes.get("flops.project") == project and at >= after:
-                found.append(ContainerEvent(at, event["Action"], attributes["name"]))
+                found.append(ContainerEvent(at, event["Action"], attributes["name"],
+                                            attributes.get("flops.role", "")))
         return sorted(found, key=lambda e: e.at)
 
     def created(self, project: str, after: float = 0.0) -> list[str]:

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from actors_support import TOY_REPO
-from support import RegistryServer
+from support import RegistryServer, wait_until
 
-from integration.harness import Workspace, docker, sla_text
+from integration.harness import BuilderEvents, Workspace, docker, sla_text
 
 pytestmark = pytest.mark.usefixtures("remove_registry_images")
 
@@ -142,3 +142,62 @@ def test_a_learner_that_fails_mid_run_fails_the_run_naming_it(
     assert row["training"]["phase"] == "failed"
     assert run_containers("crashing") == []
     assert " ERROR train " in ws.log("crashing")
+
+
+HELD_FIT = '''
+    def fit_model(self, epochs: int = 50, learning_rate: float = 0.01) -> int:
+        import os
+        import time
+
+        self.fits = getattr(self, "fits", 0) + 1
+        while self.fits == 2 and not os.path.exists("/flops/data/dev/GO"):
+            time.sleep(0.1)  # held in round 2 until the test releases it
+        return len(self.train)
+
+'''
+
+
+def test_a_reconciler_killed_mid_run_is_followed_to_the_end_by_the_next_one(
+    tmp_path: Path, registry: RegistryServer, base_image: str, publish: Any,
+) -> None:
+    """Killed (SIGKILL) while round 2 is held in the learners' fit_model, restarted: the
+    run goes on with the same actors (one aggregator and two learners over the whole test,
+    from Docker's events), finishes, and each round is in the log once."""
+    code = example_files()["model_manager.py"].replace(
+        "    def evaluate_model(", HELD_FIT.lstrip("\n") + "    def evaluate_model(", 1)
+    url, _ = publish("held", example_files(**{"model_manager.py": code}))
+    sites = learner_sites(tmp_path, {"site-a": ["dev"], "site-b": ["dev"]})
+    ws = Workspace(tmp_path / "ws", registry.url, base_image, hosts=sites)
+    ws.sla("held.yaml", sla_text(url, extra=TRAINING))
+    with BuilderEvents.recording(tmp_path / "events.jsonl", label="flops.run") as events:
+        first = ws.start("apply", "--wait")
+        try:
+            def round_one_logged() -> bool:
+                first.check_alive()
+                return "train round 1/2" in ws.log("held")
+
+            wait_until(round_one_logged, 900, 0.05,
+                       lambda: "round 1 not reached\n" + first.output())
+            assert first.kill() == -9
+        finally:
+            if first.alive():
+                first.kill()
+        running = [c for c in run_containers("held")
+                   if docker("inspect", "--format", "{{.State.Running}}", c).strip() == "true"]
+        assert len(running) == 3, "the run's actors go on without the reconciler"
+        second = ws.start("apply", "--wait")
+        try:
+            for site in sites:  # release round 2
+                (Path(site["data_dir"]) / "dev" / "GO").write_text("go")
+            assert second.process.wait(timeout=600) == 0, second.output() + ws.log("held")
+        finally:
+            if second.alive():
+                second.kill()
+        created = [e for e in events.events("held") if e.action == "create"]
+    assert sorted(e.role for e in created) == ["aggregator", "learner", "learner"], created
+    row = ws.status()["held"]
+    assert row["phase"] == "trained", row
+    assert [r["round"] for r in row["training"]["rounds"]] == [1, 2]
+    log = ws.log("held")
+    assert log.count(" INFO train round 1/2 ") == 1 and log.count(" INFO train round 2/2 ") == 1
+    assert run_containers("held") == []
