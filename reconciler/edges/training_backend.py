@@ -99,8 +99,8 @@ class ComposeTraining:
         spec_file.write_text(spec_text, encoding="utf-8")
         client = DockerClient(host=host.docker_host, compose_files=[spec_file],
                               compose_project_name=name)
-        try:
-            client.compose.up(detach=True, quiet=True, pull="never")
+        try:  # a learner host on another engine pulls the images from the registry
+            client.compose.up(detach=True, quiet=True, pull="missing")
         except DockerException as error:
             raise BackendError(f"docker compose up of {name} on {host.name} failed: "
                                f"{last_line(error)}") from None
