@@ -2,7 +2,8 @@
 
 Prints the median of several rounds for: the baseline (yaml.load of every file with the
 fastest loader available), `plan` with no recorded state (every project is a `create`), and
-`plan` when every project is recorded `ready` (every project a `noop`), plus the ratios.
+`plan` when every project is recorded `trained` (its run finished: every project a `noop`),
+plus the ratios.
 No Docker, git or network is touched: `plan --offline`, pure over the files and the state
 directory (the remotes of tracked refs are not asked; bench/resync.py measures that part).
 
@@ -13,14 +14,17 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 from timing import median_seconds
 
 from reconciler.core.config import Config
-from reconciler.core.plan import Action
+from reconciler.core.plan import Action, training_images
 from reconciler.core.project import DesiredProject, Phase, ProjectRecord
+from reconciler.core.record import RoundRecord, TrainingPhase, TrainingRecord
+from reconciler.core.training import run_key
 from reconciler.edges.settings import template_dirs
 from reconciler.edges.state import StateStore
 from reconciler.workspace import Workspace
@@ -51,15 +55,24 @@ def write_slas(directory: Path, count: int) -> None:
         (directory / f"project-{i:05d}.yaml").write_text(text)
 
 
-def record_all_ready(ws: Workspace) -> None:
+def record_all_trained(ws: Workspace) -> None:
+    """Every project as a finished training run leaves it: images ready, the run of these
+    images and this training configuration finished (so `plan` says noop)."""
     desired = ws.load_desired()
     for project in desired.values():
         assert isinstance(project, DesiredProject)
-        ws.store.save(ProjectRecord(
-            project=project.name, phase=Phase.ready, sla_file=project.sla_file,
+        record = ProjectRecord(
+            project=project.name, phase=Phase.trained, sla_file=project.sla_file,
             sla=project.sla_dump, sla_digest=project.sla_digest,
             image_digest=project.image_digest, commit="0" * 40,
-        ))
+            images={"learner": f"r/{project.name}/learner:x"},
+        )
+        key = run_key(training_images(record), project.sla.training_configuration)
+        run = TrainingRecord(run=key, phase=TrainingPhase.finished, name=f"flops-train-{key}",
+                             aggregator="site-a", learners=["site-a", "site-b"],
+                             total_rounds=3, started="2026-11-30T00:00:00.000Z", best_round=3,
+                             rounds=[RoundRecord(n, 0.5, 0.9, 2, 1.0) for n in (1, 2, 3)])
+        ws.store.save(replace(record, training=run))
 
 
 def main() -> None:
@@ -87,14 +100,14 @@ def main() -> None:
         fresh_plan, _ = ws.plan(refresh=False)
         assert all(item.action is Action.create for item in fresh_plan)
         fresh = median_seconds(plan_command, args.rounds)
-        record_all_ready(ws)
+        record_all_trained(ws)
         assert all(item.action is Action.noop for item in ws.plan(refresh=False)[0])
         steady = median_seconds(plan_command, args.rounds)
     print(f"projects: {args.projects}, rounds: {args.rounds} (median), loader: {LOADER.__name__}")
     rows = [
         ("baseline  yaml.load only", base),
         ("plan      nothing recorded (create)", fresh),
-        ("plan      all recorded ready (noop)", steady),
+        ("plan      all recorded trained (noop)", steady),
     ]
     for label, seconds in rows:
         print(f"{label:<36}{seconds * 1000:8.1f} ms  ratio {seconds / base:5.2f}x")

@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import json
 import types
-from collections.abc import Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any, TypeVar, Union, cast, get_args, get_origin, get_type_hints
@@ -148,56 +148,72 @@ Data = TypeVar("Data")
 
 def _parsed(kind: type[Data], value: Any, where: str) -> Data:
     """``value`` (decoded JSON) as an instance of the dataclass ``kind``, checked field by field."""
-    if not isinstance(value, dict):
-        raise RecordError(f"{where}: expected an object, got {_kind_of(value)}")
-    fields: dict[str, Any] = {}
-    for name, (hint, required) in _fields(cast(Hashable, kind)).items():
-        if name in value:
-            fields[name] = _value(hint, value[name], f"{where}.{name}")
-        elif required:
-            raise RecordError(f"{where}.{name}: missing")
-    return kind(**fields)
+    return cast(Data, _converter(cast(Any, kind))(value, where))
+
+
+Convert = Callable[[Any, str], Any]
 
 
 @functools.cache
-def _fields(kind: Any) -> dict[str, tuple[Any, bool]]:
-    """Field name -> (type hint, required), walked once per dataclass."""
-    hints = get_type_hints(kind)
-    return {
-        f.name: (hints[f.name], f.default is dataclasses.MISSING
-                 and f.default_factory is dataclasses.MISSING)
-        for f in dataclasses.fields(kind)
-    }
-
-
-def _value(hint: Any, value: Any, where: str) -> Any:
+def _converter(hint: Any) -> Convert:
+    """The function that checks and converts a decoded JSON value to ``hint``, made once per
+    type (reading a state directory converts thousands of records)."""
     origin, args = get_origin(hint), get_args(hint)
     if hint is Any:
-        return value
+        return lambda value, where: value
     if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
         (inner,) = [arg for arg in args if arg is not type(None)]
-        return _value(inner, value, where)
+        convert = _converter(inner)
+        return lambda value, where: None if value is None else convert(value, where)
     if origin is dict:
+        keys, values = _converter(args[0]), _converter(args[1])
+
+        def mapping(value: Any, where: str) -> dict[Any, Any]:
+            if not isinstance(value, dict):
+                raise RecordError(f"{where}: expected an object, got {_kind_of(value)}")
+            return {keys(k, where): values(v, f"{where}.{k}") for k, v in value.items()}
+        return mapping
+    if origin in (list, tuple):
+        item = _converter(args[0])
+
+        def sequence(value: Any, where: str) -> Any:
+            if not isinstance(value, list):
+                raise RecordError(f"{where}: expected a list, got {_kind_of(value)}")
+            items = [item(element, f"{where}[{i}]") for i, element in enumerate(value)]
+            return items if origin is list else tuple(items)
+        return sequence
+    if dataclasses.is_dataclass(hint):
+        return _dataclass_converter(hint)
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        def member(value: Any, where: str) -> Any:
+            try:
+                return hint(value)
+            except ValueError:
+                raise RecordError(f"{where}: {str(value)[:40]!r} is not one of "
+                                  f"{', '.join(str(m.value) for m in hint)}") from None
+        return member
+    return lambda value, where: _scalar(hint, value, where)
+
+
+def _dataclass_converter(kind: Any) -> Convert:
+    hints = get_type_hints(kind)
+    fields = [(f.name, f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING) for f in dataclasses.fields(kind)]
+    converters: dict[str, Convert] = {}
+
+    def instance(value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise RecordError(f"{where}: expected an object, got {_kind_of(value)}")
-        return {_value(args[0], k, where): _value(args[1], v, f"{where}.{k}")
-                for k, v in value.items()}
-    if origin in (list, tuple):
-        if not isinstance(value, list):
-            raise RecordError(f"{where}: expected a list, got {_kind_of(value)}")
-        items = [_value(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
-        return items if origin is list else tuple(items)
-    if dataclasses.is_dataclass(hint):
-        return _parsed(hint, value, where)  # type: ignore[arg-type]
-    if isinstance(hint, type) and issubclass(hint, Enum):
-        try:
-            return hint(value)
-        except ValueError:
-            raise RecordError(f"{where}: {str(value)[:40]!r} is not one of "
-                              f"{', '.join(str(m.value) for m in hint)}") from None
-    return _scalar(hint, value, where)
+        found: dict[str, Any] = {}
+        for name, required in fields:
+            if name in value:
+                if name not in converters:  # late: a field's type may be the class itself
+                    converters[name] = _converter(hints[name])
+                found[name] = converters[name](value[name], f"{where}.{name}")
+            elif required:
+                raise RecordError(f"{where}.{name}: missing")
+        return kind(**found)
+    return instance
 
 
 def _scalar(hint: type, value: Any, where: str) -> Any:

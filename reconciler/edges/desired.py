@@ -16,7 +16,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +42,15 @@ class _Loader(_FastLoader):  # type: ignore[valid-type,misc]
     last one silently, so an edit further down could undo one above unnoticed)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        lines: dict[Any, int] = {}
+        lines: dict[str, int] = {}
         for key_node, _value in node.value:
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if isinstance(key, Hashable) and key in lines:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # an SLA's keys are plain words; anything else fails validation
+            key, line = str(key_node.value), key_node.start_mark.line + 1
+            if key in lines:
                 raise SlaError(f"key `{key}` is written twice (lines {lines[key]} and {line}); "
                                "keep one")
-            if isinstance(key, Hashable):
-                lines[key] = line
+            lines[key] = line
         return super().construct_mapping(node, deep)  # type: ignore[no-any-return]
 
 
