@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from reconciler.edges.backend import Backend
     from reconciler.edges.registry import ImageStore
+    from reconciler.edges.serving import ModelServing
     from reconciler.edges.training_backend import TrainingBackend
 
 RETRY_REQUEST = "retry-"
@@ -48,7 +49,8 @@ class Workspace:
                  template_dirs: list[Path], *, source: str = "worktree",
                  pull: tuple[str, str] | None = None, clock: Clock | None = None,
                  backend: Backend | None = None, images: ImageStore | None = None,
-                 training: TrainingBackend | None = None) -> None:
+                 training: TrainingBackend | None = None,
+                 serving: ModelServing | None = None) -> None:
         self.config = config
         self.desired_dir = desired_dir
         self.store = store
@@ -60,6 +62,7 @@ class Workspace:
         self._backend = backend
         self._images = images
         self._training = training
+        self._serving = serving
 
     # -- edges made on first use ------------------------------------------------------------
 
@@ -84,6 +87,14 @@ class Workspace:
             from reconciler.edges.training_backend import ComposeTraining
             self._training = ComposeTraining(self.config, self.store.build_dir)
         return self._training
+
+    @property
+    def serving(self) -> ModelServing:
+        """Where trained models are served (post_training_steps)."""
+        if self._serving is None:
+            from reconciler.edges.serving import ModelServing
+            self._serving = ModelServing()
+        return self._serving
 
     @property
     def images(self) -> ImageStore:

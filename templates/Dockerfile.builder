@@ -18,8 +18,9 @@ ENV PYTHONPATH=/opt/flops \
     PYTHONUNBUFFERED=1
 
 # The build request is put at /run/secrets/flops-build-request (a swarm secret, or copied
-# into the created container by the compose backend, which needs the directory).
-RUN mkdir -p /run/secrets
+# into the created container by the compose backend, which needs the directory); a trained
+# model is copied to /flops/model.
+RUN mkdir -p /run/secrets /flops
 
 COPY yaml/ /opt/flops/yaml/
 COPY reconciler/__init__.py /opt/flops/reconciler/__init__.py

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,6 +99,8 @@ class FakeBackend:
         self.auto_finish = auto_finish
         self.builders: dict[str, FakeBuilder] = {}
         self.deployed: list[str] = []  # every deploy, in order
+        # builder -> (local directory, path in the builder, its file names) copied in
+        self.copied_in: dict[str, list[tuple[Path, str, list[str]]]] = {}
         self.removed: list[tuple[str, int]] = []  # (builder, stop_timeout)
         self.down: str | None = None  # the engine's error while it is down
         self.unreachable: str | None = None  # pick_host's error (no host answers)
@@ -127,12 +129,15 @@ class FakeBackend:
     def has_buildx(self, host: HostConfig) -> bool:
         return self.buildx
 
-    def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str) -> Builder:
+    def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str,
+               copy_in: Sequence[tuple[Path, str]] = ()) -> Builder:
         self._check()
         if self.refuse_deploy is not None:
             raise BackendError(self.refuse_deploy)
         request = json.loads(request_text)
         self.deployed.append(name)
+        self.copied_in[name] = [(source, target, sorted(p.name for p in source.iterdir()))
+                                for source, target in copy_in]
         if name in self.builders:  # created before, never started: the deploy completes it
             self.builders[name].started = True
             return Builder(name, host, f"id-{name}")

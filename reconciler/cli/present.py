@@ -46,6 +46,8 @@ def status_row(record: ProjectRecord, store: StateStore) -> dict[str, Any]:
         "exhausted": record.exhausted,
         "updated_at": record.updated_at,
         "training": training_row(record),
+        # DESIGN §10: the trained model's server, when deploy_trained_model_image runs one
+        "serving": record.training.serving if record.training is not None else None,
     }
 
 
@@ -60,6 +62,7 @@ def training_row(record: ProjectRecord) -> dict[str, Any] | None:
         "rounds": [{"round": r.round, "loss": r.loss, "accuracy": r.accuracy,
                     "learners": r.learners, "seconds": r.seconds} for r in run.rounds],
         "total_rounds": run.total_rounds, "best_round": run.best_round, "model": run.model,
+        "model_image": run.model_image, "model_image_digest": run.model_image_digest,
         "started": run.started, "finished": run.finished,
     }
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from reconciler.control.book import RecordBook
 from reconciler.control.outages import Outages
+from reconciler.control.post_training import PostTraining
 from reconciler.control.reports import Notice, Report, StageReport, silent
 from reconciler.control.runner import BuildRunner
 from reconciler.control.trainer import Trainer
@@ -63,6 +64,7 @@ class Controller:
         self.wake = threading.Event()
         self.runner = BuildRunner(workspace, self.book, self.outages, report, self.wake.set)
         self.trainer = Trainer(workspace, self.book, self.outages, report, self.wake.set)
+        self.post_training = PostTraining(workspace, self.book, self.outages, report)
         self._next_pull = 0.0  # monotonic time of the next `--pull` fetch
 
     # -- entry points ---------------------------------------------------------------------
@@ -164,7 +166,12 @@ class Controller:
             self.book.put(transitions.with_sla(have, want))
         elif item.action is Action.train:
             assert isinstance(want, DesiredProject) and have is not None
-            if have.phase is not Phase.training or item.reason.startswith("start run"):
+            finished = have.training is not None \
+                and have.training.phase is TrainingPhase.finished
+            if finished and have.training is not None and have.training.run in item.reason:
+                self.book.note(want.name, "plan", f"train: {item.reason}")
+                self.post_training.step(want, have)
+            elif have.phase is not Phase.training or item.reason.startswith("start run"):
                 self.book.note(want.name, "plan", f"train: {item.reason}")
                 self.trainer.start(want, have)
         else:
@@ -344,6 +351,7 @@ class Controller:
             self._leave_build(have, "its SLA file was removed")
         if have.training is not None and have.training.phase is TrainingPhase.running:
             self.trainer.take_down(have.project, have.training, "its SLA file was removed")
+        self.post_training.stop_serving(have, "its SLA file was removed")
         images = ", ".join(have.images.values()) or "none"
         self.book.note(have.project, "prune", f"SLA file {have.sla_file} removed; project "
                        f"record deleted; its images stay in the registry ({images})")

@@ -15,9 +15,9 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.core.project import Desired, DesiredProject, InvalidProject, Phase, ProjectRecord
-from reconciler.core.record import TrainingPhase
+from reconciler.core.record import TrainingPhase, TrainingRecord
 from reconciler.core.repo_url import COMMIT
-from reconciler.core.sla import IMAGE_KEYS
+from reconciler.core.sla import IMAGE_KEYS, PostTrainingStep
 from reconciler.core.training import run_key, wants_training
 
 
@@ -136,6 +136,8 @@ def _training(name: str, want: DesiredProject, have: ProjectRecord) -> PlanItem 
     config = want.sla.training_configuration
     key = run_key(training_images(have), config, have.retrain)
     run = have.training
+    if run is not None and run.run == key and run.phase is TrainingPhase.finished:
+        return _post_training(name, want, run)
     if run is not None and run.run == key:
         if run.phase is TrainingPhase.running:
             return PlanItem(name, Action.train, f"run {key} running since {run.started} "
@@ -155,6 +157,17 @@ def _training(name: str, want: DesiredProject, have: ProjectRecord) -> PlanItem 
                else "a retrain was requested" if have.retrain else "the images changed")
     return PlanItem(name, Action.train, f"start run {key}: {why} ({config.training_rounds} "
                     f"rounds, data tags {', '.join(config.data_tags) or '(none)'})")
+
+
+def _post_training(name: str, want: DesiredProject, run: TrainingRecord) -> PlanItem | None:
+    """The post-training step a finished run still needs, or None."""
+    steps = want.sla.post_training_steps
+    if PostTrainingStep.build_image_for_trained_model in steps and run.model_image is None:
+        return PlanItem(name, Action.train, f"build the trained-model image of run {run.run}")
+    if PostTrainingStep.deploy_trained_model_image in steps and run.serving is None:
+        return PlanItem(name, Action.train, f"serve the model of run {run.run} "
+                        f"({run.model_image})")
+    return None
 
 
 def training_images(have: ProjectRecord) -> dict[str, str]:

@@ -73,6 +73,10 @@ class TrainingRecord:
     model: str | None = None  # the saved model's directory, under the state directory
     finished: str | None = None
     events_logged: int = 0  # aggregator events already in the observer log
+    # post_training_steps: the trained-model image (and its digest) and where it is served
+    model_image: str | None = None
+    model_image_digest: str | None = None
+    serving: str | None = None  # the base URL of the model's server, e.g. http://h:32771
 
 
 @dataclass(frozen=True)

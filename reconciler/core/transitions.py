@@ -178,6 +178,21 @@ def trained(have: ProjectRecord, best_round: int | None, model: str | None,
                    attempts=0, retry_at=None, exhausted=False, waits=0)
 
 
+def model_image_built(have: ProjectRecord, image: str, digest: str) -> ProjectRecord:
+    """post_training_steps: the run's trained-model image exists; back to trained."""
+    assert have.training is not None
+    return replace(have, phase=Phase.trained, error=None, error_category=None, attempts=0,
+                   retry_at=None, exhausted=False, waits=0,
+                   training=replace(have.training, model_image=image,
+                                    model_image_digest=digest))
+
+
+def serving(have: ProjectRecord, url: str | None) -> ProjectRecord:
+    """post_training_steps: the run's model is served at ``url`` (None: no longer)."""
+    assert have.training is not None
+    return replace(have, training=replace(have.training, serving=url))
+
+
 def retrain_requested(have: ProjectRecord) -> ProjectRecord:
     """`reconciler retrain`: a new run key, so the next pass starts a new run."""
     return replace(have, retrain=have.retrain + 1)

@@ -9,7 +9,7 @@ the builder's name, never kept only in memory.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -100,10 +100,12 @@ class Backend(Protocol):
 
     def has_buildx(self, host: HostConfig) -> bool: ...
 
-    def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str) -> Builder:
-        """Start the builder from its rendered spec; ``request_text`` is its request file.
-        A builder of that name that was created but never started is completed, not made
-        again."""
+    def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str,
+               copy_in: Sequence[tuple[Path, str]] = ()) -> Builder:
+        """Start the builder from its rendered spec; ``request_text`` is its request file;
+        ``copy_in``: (local directory, path in the builder) to put there before it starts
+        (a trained model). A builder of that name that was created but never started is
+        completed, not made again."""
 
     def find(self, host: HostConfig, name: str) -> Builder | None: ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -94,7 +94,8 @@ class ComposeBackend:
             self._images_ready.add(host.name)
         return image
 
-    def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str) -> Builder:
+    def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str,
+               copy_in: Sequence[tuple[Path, str]] = ()) -> Builder:
         """Create the builder, copy its request file in, start it. A copy, not a bind mount:
         it works on a remote engine too, and the file leaves our disk at once. `compose
         create` keeps a container of the same spec that is there already (a deploy cut short
@@ -109,8 +110,11 @@ class ComposeBackend:
             if builder is None:
                 raise BackendError(f"docker compose create on {host.name} made no container")
             step = "copy the request into"
-            DockerClient(host=host.docker_host).container.copy(
-                spec_dir / REQUEST_FILE, (builder.ref, REQUEST_PATH))
+            docker = DockerClient(host=host.docker_host)
+            docker.container.copy(spec_dir / REQUEST_FILE, (builder.ref, REQUEST_PATH))
+            for source, target in copy_in:
+                step = f"copy {source.name} into"
+                docker.container.copy(source, (builder.ref, target))
             step = "start"
             client.compose.start()
         except DockerException as error:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,7 +87,12 @@ class SwarmBackend:
     def has_buildx(self, host: HostConfig) -> bool:
         return bool(DockerClient(host=host.docker_host).buildx.is_installed())
 
-    def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str) -> Builder:
+    def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str,
+               copy_in: Sequence[tuple[Path, str]] = ()) -> Builder:
+        if copy_in:
+            raise BackendError("a trained-model image is built by the compose backend only "
+                               "(nothing can be copied into a swarm service's task); add an "
+                               "image-builder host to a compose inventory for it")
         if len(request_text.encode()) > SECRET_LIMIT:
             raise BackendError(
                 f"the build request is {len(request_text.encode()) // 1024} KiB, more than a "

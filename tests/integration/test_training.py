@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from actors_support import TOY_REPO
 from support import RegistryServer, wait_until
@@ -201,3 +202,43 @@ def test_a_reconciler_killed_mid_run_is_followed_to_the_end_by_the_next_one(
     log = ws.log("held")
     assert log.count(" INFO train round 1/2 ") == 1 and log.count(" INFO train round 2/2 ") == 1
     assert run_containers("held") == []
+
+
+def test_a_trained_model_image_is_built_pushed_served_and_removed_with_the_project(
+    tmp_path: Path, registry: RegistryServer, base_image: str, publish: Any,
+) -> None:
+    url, commit = publish("served", example_files())
+    ws = Workspace(tmp_path / "ws", registry.url, base_image,
+                   hosts=learner_sites(tmp_path, {"site-a": ["dev"], "site-b": ["dev"]}))
+    steps = "post_training_steps: [build_image_for_trained_model, deploy_trained_model_image]\n"
+    ws.sla("served.yaml", sla_text(url, extra=TRAINING + steps))
+    try:
+        result = ws.run("apply", "--wait", timeout=1200)
+        assert result.code == 0, result.stdout + result.stderr + ws.log("served")
+        row = ws.status()["served"]
+        assert row["phase"] == "trained", row
+        run = row["training"]["run"]
+        image = row["training"]["model_image"]
+        assert image == f"{registry.host}/served-owner/served/trained-model:{commit}-{run}"
+        name, tag = image.split("/", 1)[1].rsplit(":", 1)
+        assert registry.manifest_exists(name, tag)
+        labels = json.loads(docker("image", "inspect", image, "--format",
+                                   "{{json .Config.Labels}}"))
+        assert labels["flops.run"] == run and labels["flops.best-round"] == str(
+            row["training"]["best_round"])
+        serving = row["serving"]
+        assert serving and serving.startswith("http://127.0.0.1:"), row
+        assert httpx.get(f"{serving}/health", timeout=10).status_code == 200
+        answer = httpx.post(f"{serving}/invocations", json={"inputs": [[2.0], [3.0]]},
+                            timeout=30)
+        assert answer.status_code == 200, answer.text
+        low, high = answer.json()["predictions"]
+        assert low == pytest.approx(5.0, abs=0.5) and high == pytest.approx(7.0, abs=0.5)
+        again = ws.run("apply", "--wait")
+        assert again.code == 0 and ws.status()["served"]["serving"] == serving  # kept
+    finally:
+        (ws.desired / "served.yaml").unlink()
+        pruned = ws.run("apply")
+    assert pruned.code == 0, pruned.stdout + pruned.stderr
+    assert docker("ps", "-a", "-q", "--filter", "label=flops.serving=served").split() == []
+    assert "model server" in ws.log("served") and "removed" in ws.log("served")
