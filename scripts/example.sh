@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: set up this machine, make the example ML repository, reconcile
-# the bundled example (desired/, reconciler.toml: the local engine as the one image-builder
-# host, registry "local") until it is ready and show its status and log; then train it by
+# the bundled example (desired/, reconciler.toml: the local engine as the image-builder host
+# and two learner sites, registry "local") until it is trained, its model image built and
+# served, and show its status, log and one prediction of the served model; then train it by
 # hand with the built images (README: "Train with the built images") and show the metrics.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,8 +14,22 @@ echo
 echo "observer log (state/observers/toy-regression.log):"
 cat state/observers/toy-regression.log
 
+serving="$(.venv/bin/reconciler status --json | .venv/bin/python -c '
+import json, sys
+[row] = [r for r in json.load(sys.stdin) if r["project"] == "toy-regression"]
+print(row["serving"] or "")')"
 echo
-echo "a 3-round federation of the built images: 1 aggregator, 2 learners"
+echo "the served model (${serving}/invocations), y = 2x + 1 for x = 1, 2, 3:"
+.venv/bin/python - "$serving" <<'PY'
+import sys, httpx
+answer = httpx.post(f"{sys.argv[1]}/invocations", json={"inputs": [[1.0], [2.0], [3.0]]},
+                    timeout=30)
+answer.raise_for_status()
+print(answer.json())
+PY
+
+echo
+echo "by hand: a 3-round federation of the built images: 1 aggregator, 2 learners"
 images="$(.venv/bin/reconciler status --json | .venv/bin/python -c '
 import json, sys
 [row] = [r for r in json.load(sys.stdin) if r["project"] == "toy-regression"]

@@ -46,8 +46,9 @@ BUILDER_STAGES = ("clone", "check", "dependencies", "build:learner", "build:aggr
 FAST_RETRIES = {"resync_interval": "2s", "retry_base": "1s", "retry_cap": "2s"}
 
 
-def training(rounds: int) -> str:
-    return f"training_configuration:\n  training_rounds: {rounds}\n"
+def resources(memory: int) -> str:
+    """An SLA key that decides neither the images nor a training run."""
+    return f"resource_constraints:\n  memory: {memory}\n"
 
 
 def is_ready_at(commit: str) -> Callable[[dict[str, Any]], bool]:
@@ -85,22 +86,22 @@ def test_watch_reacts_to_create_modify_and_delete(
     since = time.time()
     with ws.watching() as watch:
         # create
-        ws.sla(file, sla_text(repo.url, extra=training(3)))
+        ws.sla(file, sla_text(repo.url, extra=resources(3)))
         row = ws.wait_row(project, is_ready_at(first), 120, "ready at the first commit", watch)
         assert_images_in_registry(registry.url, row, first)
         assert len(builds.created(project, since)) == 1
 
         # modify something that does not decide the images: recorded, not rebuilt
         before_update = time.time()
-        ws.sla(file, sla_text(repo.url, extra=training(5)))
+        ws.sla(file, sla_text(repo.url, extra=resources(5)))
 
-        def rounds() -> Any:
-            return ws.record(project)["sla"]["training_configuration"]["training_rounds"]
+        def memory() -> Any:
+            return ws.record(project)["sla"]["resource_constraints"]["memory"]
 
-        wait_until(lambda: rounds() == 5, 30, 0.1, lambda: f"training_rounds is {rounds()}")
+        wait_until(lambda: memory() == 5, 30, 0.1, lambda: f"memory is {memory()}")
         update_lines = [line for line in ws.log(project).splitlines() if " INFO update " in line]
         assert len(update_lines) == 1, ws.log(project)
-        assert "training_configuration.training_rounds: 3 -> 5" in update_lines[0]
+        assert "resource_constraints.memory: 3 -> 5" in update_lines[0]
         row = ws.status()[project]
         assert row["phase"] == "ready" and row["commit"] == first
         assert builds.created(project, before_update) == []
@@ -109,7 +110,7 @@ def test_watch_reacts_to_create_modify_and_delete(
         feature = repo.push_commit({"MARKER": "watched-feature\n"}, branch="feature")
         assert feature != first
         before_ref = time.time()
-        ws.sla(file, sla_text(repo.url, extra=training(5) + "ml_repo_ref: feature\n"))
+        ws.sla(file, sla_text(repo.url, extra=resources(5) + "ml_repo_ref: feature\n"))
         row = ws.wait_row(project, is_ready_at(feature), 120, "ready at the feature commit",
                           watch)
         assert_images_in_registry(registry.url, row, feature)
@@ -335,7 +336,7 @@ def test_five_projects_on_one_repository_and_commit_share_one_build(
     url, commit = publish("fivefold", ml_files(marker="fivefold"))
     ws = Workspace(tmp_path / "ws", registry.url, base_image)
     for name in names:
-        ws.sla(f"{name}.yaml", sla_text(url, extra=training(len(name))))
+        ws.sla(f"{name}.yaml", sla_text(url, extra=resources(len(name))))
     since = time.time()
     result = ws.run("apply", "--wait")
     assert result.code == 0, result.stdout + result.stderr

@@ -60,11 +60,11 @@ def test_an_image_input_edited_mid_build_cancels_the_builder_and_starts_a_new_on
         ws.sla(f"{project}.yaml", sla_text(url))
         wait_until(lambda: bool(builds.created(project)), 60)
         first_key = ws.record(project)["served_by"]
-        # A training setting: same images, the build goes on.
-        ws.sla(f"{project}.yaml", sla_text(url, extra="training_configuration:\n"
-                                                      "  training_rounds: 9\n"))
-        wait_until(lambda: ws.record(project)["sla"]["training_configuration"]
-                   ["training_rounds"] == 9, 30)
+        # A setting that does not decide the images: same images, the build goes on.
+        ws.sla(f"{project}.yaml", sla_text(url, extra="resource_constraints:\n"
+                                                      "  memory: 9\n"))
+        wait_until(lambda: ws.record(project)["sla"]["resource_constraints"]["memory"] == 9,
+                   30)
         assert len(builds.created(project)) == 1
         # An image input: the running builder is cancelled, a new one builds the new inputs.
         ws.sla(f"{project}.yaml", sla_text(url, flavor="pytorch"))
