@@ -40,7 +40,13 @@ from support import (
     flops_ml_repo_files as _flops_ml_repo_files,
 )
 
-from integration.harness import BuilderEvents, BuildGate, PackageIndex, ensure_test_runtime
+from integration.harness import (
+    BuilderEvents,
+    BuildGate,
+    PackageIndex,
+    clear_leftovers_of_killed_runs,
+    ensure_test_runtime,
+)
 from integration.swarm_bed import SecondEngine, main_engine_trusts_testbed
 
 BASE_IMAGE = "flops-base:bookworm"
@@ -70,6 +76,7 @@ def docker_engine() -> str:
     error = docker_engine_error()
     if error is not None:
         unavailable(f"no Docker engine: {error}")
+    clear_leftovers_of_killed_runs()
     return run(["docker", "info", "--format", "{{.ServerVersion}}"]).stdout.strip()
 
 

@@ -267,6 +267,23 @@ def builder_leftovers() -> list[str]:
     return found
 
 
+def clear_leftovers_of_killed_runs() -> None:
+    """Remove the builders, actors and servers an earlier run on this engine left behind when
+    it was killed (a session that ended mid-benchmark, a cancelled CI job): the suite checks
+    that *it* leaves none, so it starts from none. Nothing of ours runs at session start."""
+    labels = (BUILDER_LABEL, "flops.run", "flops.serving", "flops.role=data-probe")
+    stale = {line for label in labels
+             for line in docker("container", "ls", "--all", "--quiet", "--filter",
+                                f"label={label}").split()}
+    if stale:
+        subprocess.run(["docker", "rm", "--force", "--volumes", *sorted(stale)],
+                       capture_output=True, check=False)
+    networks = [name for name in docker("network", "ls", "--format", "{{.Name}}").split()
+                if name.startswith(("flops-build-", "flops-train-"))]
+    if networks:
+        subprocess.run(["docker", "network", "rm", *networks], capture_output=True, check=False)
+
+
 def builders_created(since: str, until: str) -> list[str]:
     """Names of builder containers Docker created in [since, until] (its own event log)."""
     out = docker(
