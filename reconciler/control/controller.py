@@ -309,14 +309,16 @@ class Controller:
             origin = origins.get(path)
             if origin is None:
                 source = None
-                self.book.note(name, "source", f"{path.name} is not committed in "
-                               f"{repo.root} (an uncommitted edit)")
+                said = f"{path.name} is not committed in {repo.root} (an uncommitted edit)"
             else:
-                source = {"commit": origin.commit, "author": f"{origin.author_name} "
-                          f"<{origin.author_email}>", "date": origin.committed_at}
-                self.book.note(name, "source", f"{path.name} as of desired-repo commit "
-                               f"{origin.commit[:12]} by {source['author']}, "
-                               f"{origin.committed_at}")
+                author = f"{origin.author_name} <{origin.author_email}>"
+                source = {"commit": origin.commit, "author": author, "date": origin.committed_at}
+                said = (f"{path.name} as of desired-repo commit {origin.commit[:12]} by "
+                        f"{author}, {origin.committed_at}")
+            record = self.book.get(name)
+            if source is not None and record is not None and record.source == source:
+                continue  # said when it changed; a pass acting again has nothing new to say
+            self.book.note(name, "source", said)
             self.book.change(name, partial(transitions.with_source, source=source))
 
     def _pull(self) -> None:

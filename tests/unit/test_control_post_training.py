@@ -11,6 +11,7 @@ from typing import Any
 
 from control_bed import Bed
 from fake_training import FakeServing, FakeTraining, round_event
+from support import git
 
 from reconciler.core.model_request import trained_model_ref
 from reconciler.core.record import Phase
@@ -128,3 +129,28 @@ def test_a_model_missing_from_the_state_directory_fails_naming_retrain(tmp_path:
     assert "is not in the state directory" in (record.error or "")
     assert "reconciler retrain alpha" in (record.error or "")
     assert model_builders(bed) == []
+
+
+def test_the_slas_source_commit_is_logged_once_however_many_passes_act_on_it(
+    tmp_path: Path,
+) -> None:
+    training = FakeTraining({"site-a": {"mnist"}, "site-b": {"mnist"}})
+    bed = Bed(tmp_path, auto_finish=True, training=training, serving=FakeServing(),
+              hosts=HOSTS, stream_for=stream_for("trained-model"))
+    bed.sla("alpha", bed.repo("alpha"), training_configuration=TRAINING,
+            post_training_steps=BOTH_STEPS)
+    git(["init", "-q", str(bed.desired)])
+    git(["add", "-A"], cwd=bed.desired)
+    git(["commit", "-q", "-m", "alpha"], cwd=bed.desired)
+    commit = git(["rev-parse", "HEAD"], cwd=bed.desired)
+    controller = bed.controller()
+    for _ in range(3):  # build, images found, run started: each pass acts on alpha
+        controller.reconcile(follow=False)
+    run = training.only_run()
+    training.say(run, round_event(1), {"type": "finished", "best_round": 1, "rounds": 1})
+    training.end(run, 0)
+    training.end(run, 0, role="learner")
+    for _ in range(3):  # the run ends, its image is built, its model served
+        controller.reconcile(follow=False)
+    assert bed.record("alpha").training.serving is not None  # type: ignore[union-attr]
+    assert bed.log("alpha").count(f"as of desired-repo commit {commit[:12]}") == 1
