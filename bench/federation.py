@@ -119,6 +119,14 @@ def build_images(tmp: Path) -> Images:
                   (*sorted(images.values()), *sorted(made)))
 
 
+def federation_env(images: Images, data: list[Path], output: Path, rounds: int
+                   ) -> dict[str, str]:
+    """What examples/federation/compose.yaml reads from the environment."""
+    return {"LEARNER_IMAGE": images.learner, "AGGREGATOR_IMAGE": images.aggregator,
+            "DATA_1": str(data[0]), "DATA_2": str(data[1]), "DATA_TAGS": "mnist",
+            "OUTPUT": str(output), "ROUNDS": str(rounds)}
+
+
 class Federation:
     """One compose project of examples/federation/compose.yaml."""
 
@@ -184,10 +192,8 @@ class Run:
 def one_run(tmp: Path, images: Images, data: list[Path], rounds: int, index: int) -> Run:
     output = tmp / f"output-{index}"
     output.mkdir()
-    fed = Federation(f"flops-bench-fed-{uuid.uuid4().hex[:8]}", {
-        "LEARNER_IMAGE": images.learner, "AGGREGATOR_IMAGE": images.aggregator,
-        "DATA_1": str(data[0]), "DATA_2": str(data[1]), "DATA_TAGS": "mnist",
-        "OUTPUT": str(output), "ROUNDS": str(rounds)})
+    fed = Federation(f"flops-bench-fed-{uuid.uuid4().hex[:8]}",
+                     federation_env(images, data, output, rounds))
     try:
         called = time.time()
         fed.compose("up", "--no-color")

@@ -31,7 +31,15 @@ import time
 import uuid
 from pathlib import Path
 
-from federation import BASE_IMAGE, BUILDER_IMAGE, Federation, Images, build_images, docker
+from federation import (
+    BASE_IMAGE,
+    BUILDER_IMAGE,
+    Federation,
+    Images,
+    build_images,
+    docker,
+    federation_env,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -45,10 +53,8 @@ PROJECT = "mnist"
 def by_hand(tmp: Path, images: Images, data: list[Path], rounds: int) -> float:
     output = tmp / f"output-{uuid.uuid4().hex[:8]}"
     output.mkdir()
-    fed = Federation(f"flops-bench-hand-{uuid.uuid4().hex[:8]}", {
-        "LEARNER_IMAGE": images.learner, "AGGREGATOR_IMAGE": images.aggregator,
-        "DATA_1": str(data[0]), "DATA_2": str(data[1]), "DATA_TAGS": "mnist",
-        "OUTPUT": str(output), "ROUNDS": str(rounds)})
+    fed = Federation(f"flops-bench-hand-{uuid.uuid4().hex[:8]}",
+                     federation_env(images, data, output, rounds))
     start = time.perf_counter()
     try:
         fed.compose("up", "--no-color")
