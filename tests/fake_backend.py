@@ -109,6 +109,8 @@ class FakeBackend:
         self.buildx = True
         self.image_built = False
         self.fail_output_after: int | None = None  # output breaks off after this many lines
+        self.removing: threading.Event | None = None  # set: a remove has begun
+        self.hold_remove: threading.Event | None = None  # a remove waits until it is set
 
     # -- the Backend protocol -----------------------------------------------------------------
 
@@ -179,6 +181,10 @@ class FakeBackend:
 
     def remove(self, host: HostConfig, name: str, *, stop_timeout: int = 10) -> None:
         self._check()
+        if self.removing is not None:
+            self.removing.set()
+        if self.hold_remove is not None:
+            self.hold_remove.wait()
         fake = self.builders.pop(name, None)
         if fake is not None:
             fake.finished.set()  # a follower blocked on it sees it end

@@ -22,6 +22,7 @@ from reconciler.control.outages import Outages
 from reconciler.control.post_training import PostTraining
 from reconciler.control.reports import Notice, Report, StageReport, silent
 from reconciler.control.runner import BuildRunner
+from reconciler.control.settling import Settling
 from reconciler.control.trainer import Trainer
 from reconciler.core import transitions
 from reconciler.core.build_request import project_build_key
@@ -39,6 +40,7 @@ from reconciler.edges.watcher import start_watching
 from reconciler.workspace import RETRAIN_REQUEST, RETRY_REQUEST, Workspace
 
 END_OF_BACKOFF = datetime.max.replace(tzinfo=UTC)  # a time at which every backoff is over
+SETTLE_SECONDS = 30.0  # a stopping watch lets recorded results remove their builders/runs
 
 
 class Controller:
@@ -62,8 +64,11 @@ class Controller:
                                log_keep=self.config.observer_log_keep)
         self.outages = Outages(report)
         self.wake = threading.Event()
-        self.runner = BuildRunner(workspace, self.book, self.outages, report, self.wake.set)
-        self.trainer = Trainer(workspace, self.book, self.outages, report, self.wake.set)
+        self.settling = Settling()
+        self.runner = BuildRunner(workspace, self.book, self.outages, report, self.wake.set,
+                                  self.settling)
+        self.trainer = Trainer(workspace, self.book, self.outages, report, self.wake.set,
+                               self.settling)
         self.post_training = PostTraining(workspace, self.book, self.outages, report)
         self._next_pull = 0.0  # monotonic time of the next `--pull` fetch
 
@@ -92,8 +97,8 @@ class Controller:
 
     def watch(self, stop: threading.Event) -> None:
         """Reconcile on every change in desired, every due retry and every resync interval,
-        until ``stop`` is set. Builders left running at the stop are adopted by the next start.
-        """
+        until ``stop`` is set. Builders and runs left running at the stop are adopted by the
+        next start; those whose result is being recorded are first removed."""
         start_watching([self.ws.desired_dir, self.ws.requests_dir], self.wake.set, stop)
         next_resync = self.clock.monotonic()
         while not stop.is_set():
@@ -109,6 +114,7 @@ class Controller:
                 next_resync = min(next_resync, self.clock.monotonic() + self.config.retry_base)
             self.wake.wait(self.seconds_to_next_pass(next_resync))
             self.wake.clear()
+        self.settling.wait(SETTLE_SECONDS)
 
     def seconds_to_next_pass(self, next_resync: float) -> float:
         """How long a watching loop may sleep: until the next resync, retry, build timeout,
