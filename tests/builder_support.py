@@ -133,6 +133,7 @@ class FakeEngine(Engine):
         self.tar_members: dict[str, list[tarfile.TarInfo]] = {}
         self.pushed: list[str] = []
         self.images: set[str] = set()  # runtime images that exist; base images always do
+        self.options: dict[str, dict[str, Any]] = {}  # tag -> build_args, target, network...
 
     def platform(self) -> str:
         return "linux/amd64"
@@ -143,7 +144,8 @@ class FakeEngine(Engine):
         return f"sha256:{abs(hash(ref)):064d}"[:71]
 
     def build(self, context: bytes | IO[bytes], tag: str, dockerfile_path: str,
-              labels: dict[str, str], **_: Any) -> tuple[str, list[str]]:
+              labels: dict[str, str], **options: Any) -> tuple[str, list[str]]:
+        self.options[tag] = options
         if isinstance(context, bytes):
             context = io.BytesIO(context)
         context.seek(0)

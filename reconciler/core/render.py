@@ -109,9 +109,10 @@ def render_actor_dockerfile(
 
 
 def render_runtime_dockerfile(env: Environment, *, base_image: str) -> str:
-    """The FL runtime image's Dockerfile: the base every FL-actor image starts from. Always
-    installing in a side stage (whatever the site's settings), so one runtime image serves
-    every build on a base, with or without a site index."""
+    """The FL runtime image's Dockerfile: the base every FL-actor image starts from. One text
+    whatever the site's settings (a stage that installs in place, and a last stage whose
+    install ran in a side stage), so one runtime image serves every build on a base, with or
+    without a site index."""
     return env.get_template(RUNTIME_DOCKERFILE_TEMPLATE).render(
         base_image=base_image, isolate=True)
 

@@ -16,8 +16,15 @@ from reconciler.builder.runtime import (
     load_runtime,
     provided_names,
 )
-from reconciler.builder.runtime_image import ensure_runtime_image, runtime_image_ref
+from reconciler.builder.runtime_image import (
+    IN_PLACE_ARG,
+    IN_PLACE_STAGE,
+    ensure_runtime_image,
+    runtime_image_ref,
+)
 from reconciler.builder.runtime_imports import check_runtime_imports
+from reconciler.core.render import make_environment, render_runtime_dockerfile
+from reconciler.edges.settings import template_dirs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,6 +82,27 @@ def test_the_runtime_image_is_named_by_base_dockerfile_and_pins_and_built_once()
                                         ca_bundle="another bundle")
     assert (again, built) == (first, False)  # the CA decides how, not what: the same image
     assert engine.runtime_builds == [first]
+
+
+def test_without_site_settings_the_runtime_installs_in_place_with_them_in_a_side_stage(
+) -> None:
+    runtime = load_runtime()
+    dockerfile = render_runtime_dockerfile(make_environment(template_dirs(None)),
+                                           base_image="base")
+    plain, proxied = FakeEngine(), FakeEngine()
+    ref, _ = ensure_runtime_image(plain, "base", dockerfile, runtime)
+    assert plain.options[ref]["target"] == IN_PLACE_STAGE
+    assert plain.options[ref]["build_args"] == {IN_PLACE_ARG: "1"}
+    secret = {"HTTPS_PROXY": "http://user:secret@proxy:3128"}
+    same, _ = ensure_runtime_image(proxied, "base", dockerfile, runtime, build_args=secret)
+    assert same == ref  # one Dockerfile, one key: either image serves every site
+    assert proxied.options[ref]["target"] is None  # the last stage: the side stage's copy
+    assert proxied.options[ref]["build_args"] == {**secret, IN_PLACE_ARG: "0"}
+    stages = [line.split()[-1] for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert stages.index(IN_PLACE_STAGE) < stages.index("runtime-install") < stages.index(
+        "runtime")  # the in-place stage comes before (the classic builder stops at a target)
+    in_place = dockerfile.split(f"AS {IN_PLACE_STAGE}")[1].split("FROM ")[0]
+    assert "ARG PIP_INDEX_URL" not in in_place and "HTTPS_PROXY" not in in_place
 
 
 MODEL_MANAGER = """\
