@@ -19,6 +19,7 @@ import yaml
 
 from reconciler.core.config import HostConfig
 from reconciler.core.times import parse_utc
+from reconciler.core.training import NO_LEARNER_HOST, NO_LEARNER_NODE, Placement
 from reconciler.edges.backend import BackendError, Output
 from reconciler.edges.training_backend import Actor
 
@@ -31,8 +32,17 @@ class FakeActor:
 
 
 class FakeTraining:
-    def __init__(self, tags: dict[str, set[str]]) -> None:
+    """``hosts``: the learner hosts (None: the configuration's, as the compose backend);
+    ``nodes`` (host name -> node id): act as a swarm, whose aggregator goes on ``manager``."""
+
+    def __init__(self, tags: dict[str, set[str]], *, hosts: list[HostConfig] | None = None,
+                 nodes: dict[str, str] | None = None, manager: str = "manager") -> None:
         self.tags = tags  # learner host -> the tag folders of its data directory
+        self.hosts = hosts
+        self.nodes = nodes
+        self.manager = manager
+        self.no_learner_host = NO_LEARNER_NODE if nodes is not None else NO_LEARNER_HOST
+        self.config_hosts: list[HostConfig] = []  # set by the bed: the configuration's
         self.deployed: list[tuple[str, str, dict[str, Any]]] = []  # (host, name, spec)
         self.removed: list[str] = []
         self.actors_of: dict[str, list[FakeActor]] = {}
@@ -40,6 +50,19 @@ class FakeTraining:
         self._tick = 0
 
     # -- the contract --------------------------------------------------------------------
+
+    def learner_hosts(self) -> list[HostConfig]:
+        self._check()
+        if self.hosts is not None:
+            return self.hosts
+        return [h for h in self.config_hosts if h.runs_learners]
+
+    def place_aggregator(self, placement: Placement) -> Placement:
+        return replace(placement, aggregator=self.manager) if self.nodes is not None \
+            else placement
+
+    def swarm_nodes(self) -> dict[str, str] | None:
+        return self.nodes
 
     def data_tags(self, host: HostConfig, image: str) -> frozenset[str]:
         self._check()
