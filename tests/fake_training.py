@@ -113,10 +113,12 @@ class FakeTraining:
         [run] = self.actors_of
         return run
 
-    def say(self, run: str, *events: dict[str, Any], role: str = "aggregator") -> None:
-        """The actor(s) of ``role`` print these events (one line each, later timestamps)."""
+    def say(self, run: str, *events: dict[str, Any], role: str = "aggregator",
+            service: str | None = None) -> None:
+        """The actor(s) of ``role`` (or the one ``service``) print these events (one line
+        each, later timestamps)."""
         for fake in self.actors_of[run]:
-            if fake.actor.role == role:
+            if fake.actor.role == role and service in (None, fake.actor.service):
                 for event in events:
                     self._tick += 1
                     at = f"2026-11-30T12:00:{self._tick % 60:02d}.{self._tick:03d}Z"

@@ -289,17 +289,20 @@ class Trainer:
         """Each learner's host and the examples its last fit used (its own data: the
         learners' events, read before their containers go)."""
         counts = []
-        for learner in sorted((a for a in actors if a.role == "learner"),
-                              key=lambda a: a.host.name):
+        for learner in (a for a in actors if a.role == "learner"):
             try:
                 lines = self.backend.output(learner)
             except BackendError:
                 continue
-            fits = [e for o in lines if o.stream == "stdout"
-                    if (e := decode(o.line)) is not None and e.get("type") == "fit"]
+            events = [e for o in lines if o.stream == "stdout"
+                      if (e := decode(o.line)) is not None]
+            fits = [e for e in events if e.get("type") == "fit"]
+            # the learner's own name (FLOPS_LEARNER_NAME: its host) is in its ready event
+            name = next((str(e["learner"]) for e in events if e.get("type") == "ready"
+                         and isinstance(e.get("learner"), str)), learner.host.name)
             if fits and isinstance(fits[-1].get("examples"), int):
-                counts.append(f"{learner.host.name}: {fits[-1]['examples']} examples")
-        return ", ".join(counts)
+                counts.append(f"{shown(name, 100)}: {fits[-1]['examples']} examples")
+        return ", ".join(sorted(counts))
 
     def _aggregator_failure(self, error: str | None, learner: Actor | None,
                             code: int | None) -> Failure:
