@@ -124,8 +124,8 @@ class SwarmTraining:
                       "readonly"])
         try:
             run([*docker.client_config.docker_cmd, "service", "create", "--detach", "--quiet",
-                 "--name", name, "--restart-condition", "none", "--constraint",
-                 f"node.id=={node_id}", "--label", f"{ROLE_LABEL}=data-probe",
+                 "--name", name, "--no-resolve-image", "--restart-condition", "none",
+                 "--constraint", f"node.id=={node_id}", "--label", f"{ROLE_LABEL}=data-probe",
                  "--container-label", f"{ROLE_LABEL}=data-probe", "--mount", mount,
                  "--entrypoint", "python3", image, "-c", LIST_TAGS])
             task = self._wait_ended(name, f"the data probe on node {host.name}")
