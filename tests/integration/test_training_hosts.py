@@ -62,10 +62,12 @@ def labelled(engine: list[str], kind: str, label: str) -> list[str]:
 
 
 def nothing_left(engines: list[list[str]], project: str) -> bool:
-    """No container or network of the project's runs (nor a data probe) on any engine."""
+    """No container of the project's runs, no data probe and no run network on any
+    engine."""
     return not any(labelled(engine, kind, label) for engine in engines
-                   for kind in ("container", "network")
-                   for label in (f"flops.project={project}", "flops.role=data-probe"))
+                   for kind, label in (("container", f"flops.project={project}"),
+                                       ("container", "flops.role=data-probe"),
+                                       ("network", "flops.run")))
 
 
 @contextlib.contextmanager
