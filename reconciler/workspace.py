@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from reconciler.edges.backend import Backend
     from reconciler.edges.registry import ImageStore
-    from reconciler.edges.serving import ModelServing
+    from reconciler.edges.serving import ModelServer
     from reconciler.edges.training_backend import TrainingBackend
 
 RETRY_REQUEST = "retry-"
@@ -50,7 +50,7 @@ class Workspace:
                  pull: tuple[str, str] | None = None, clock: Clock | None = None,
                  backend: Backend | None = None, images: ImageStore | None = None,
                  training: TrainingBackend | None = None,
-                 serving: ModelServing | None = None) -> None:
+                 serving: ModelServer | None = None) -> None:
         self.config = config
         self.desired_dir = desired_dir
         self.store = store
@@ -94,7 +94,7 @@ class Workspace:
         return self._training
 
     @property
-    def serving(self) -> ModelServing:
+    def serving(self) -> ModelServer:
         """Where trained models are served (post_training_steps)."""
         if self._serving is None:
             from reconciler.edges.serving import ModelServing

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fake_backend import FakeBackend, FakeBuilder, FakeClock, FakeImages
-from fake_training import FakeTraining
+from fake_training import FakeServing, FakeTraining
 from support import flops_ml_repo_files, git, make_ml_repo
 
 from reconciler.control.controller import Controller
@@ -33,7 +33,7 @@ class Bed:
 
     def __init__(self, root: Path, *, stream_for: Callable[[dict[str, Any]], str] | None = None,
                  auto_finish: bool = False, training: FakeTraining | None = None,
-                 **config: Any) -> None:
+                 serving: FakeServing | None = None, **config: Any) -> None:
         self.root = root
         self.desired = root / "desired"
         self.desired.mkdir(parents=True)
@@ -48,7 +48,7 @@ class Bed:
             training.config_hosts = list(self.config.hosts)
         self.workspace = Workspace(self.config, self.desired, StateStore(root / "state"),
                                    template_dirs(None), clock=self.clock, backend=self.backend,
-                                   images=self.images, training=training)
+                                   images=self.images, training=training, serving=serving)
 
     def repo(self, name: str, **changes: str) -> str:
         files = {**flops_ml_repo_files(), "MARKER": f"{name}\n", **changes}

@@ -2,8 +2,9 @@
 image store and a clock moved by hand.
 
 The backend plays real builders' output (``tests/data/builder_streams/*.jsonl``, recorded by
-``record.py`` there from real builds), rewritten for the request it was deployed with: the
-recorded image references become the request's. A builder runs until the test ends it
+``record.py`` there from real builds; the two ``trained-model*`` streams are written from the
+protocol's description of that kind of build), rewritten for the request it was deployed with:
+the recorded image references become the request's. A builder runs until the test ends it
 (``finish``), or ends at once with ``auto_finish``; the engine can be taken down (``down``),
 so every call raises ``BackendError`` as python-on-whales' failures do.
 """
@@ -53,7 +54,7 @@ def for_request(name: str, request: dict[str, Any]) -> tuple[list[Output], int]:
     for output in outputs:
         line = output.line
         for role, ref in images.items():
-            line = line.replace(ref, request["images"][role])
+            line = line.replace(ref, request["images"].get(role, ref))
         rewritten.append(Output(output.stream, line, output.at))
     return rewritten, exit_code
 
@@ -108,6 +109,8 @@ class FakeBackend:
         self.buildx = True
         self.image_built = False
         self.fail_output_after: int | None = None  # output breaks off after this many lines
+        self.removing: threading.Event | None = None  # set: a remove has begun
+        self.hold_remove: threading.Event | None = None  # a remove waits until it is set
 
     # -- the Backend protocol -----------------------------------------------------------------
 
@@ -178,6 +181,10 @@ class FakeBackend:
 
     def remove(self, host: HostConfig, name: str, *, stop_timeout: int = 10) -> None:
         self._check()
+        if self.removing is not None:
+            self.removing.set()
+        if self.hold_remove is not None:
+            self.hold_remove.wait()
         fake = self.builders.pop(name, None)
         if fake is not None:
             fake.finished.set()  # a follower blocked on it sees it end

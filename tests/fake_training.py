@@ -143,3 +143,23 @@ class FakeTraining:
 def round_event(number: int, accuracy: float = 0.5, loss: float = 1.0) -> dict[str, Any]:
     return {"type": "round", "round": number, "loss": loss, "accuracy": accuracy,
             "learners": 2, "seconds": 0.1}
+
+
+class FakeServing:
+    """The model server of ``edges/serving.py``: one per project, on a host, answering at once
+    (the real one waits for ``/health``)."""
+
+    def __init__(self) -> None:
+        self.serving: dict[str, tuple[str, str]] = {}  # project -> (host, image)
+        self.served: list[tuple[str, str, str]] = []  # every serve: (host, project, image)
+        self.down = False
+
+    def serve(self, host: HostConfig, project: str, image: str) -> str:
+        if self.down:
+            raise BackendError(f"Docker host {host.name} did not answer: connection refused")
+        self.served.append((host.name, project, image))
+        self.serving[project] = (host.name, image)
+        return f"http://{host.name}:32771"
+
+    def remove(self, host: HostConfig, project: str) -> None:
+        self.serving.pop(project, None)

@@ -2,7 +2,8 @@
 
 Decision: both take the state directory's lock first (one controller per state directory),
 hand the controller a workspace and a progress view, and map the records it leaves to the
-exit codes of DESIGN §3; `watch` stops on SIGINT or SIGTERM and leaves running builders to
+exit codes of DESIGN §3; `watch` stops on SIGINT or SIGTERM (once the builders and runs whose
+results it has recorded are removed) and leaves running builders and runs to
 the next start.
 """
 

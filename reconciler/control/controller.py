@@ -22,6 +22,7 @@ from reconciler.control.outages import Outages
 from reconciler.control.post_training import PostTraining
 from reconciler.control.reports import Notice, Report, StageReport, silent
 from reconciler.control.runner import BuildRunner
+from reconciler.control.settling import Settling
 from reconciler.control.trainer import Trainer
 from reconciler.core import transitions
 from reconciler.core.build_request import project_build_key
@@ -39,6 +40,7 @@ from reconciler.edges.watcher import start_watching
 from reconciler.workspace import RETRAIN_REQUEST, RETRY_REQUEST, Workspace
 
 END_OF_BACKOFF = datetime.max.replace(tzinfo=UTC)  # a time at which every backoff is over
+SETTLE_SECONDS = 30.0  # a stopping watch lets recorded results remove their builders/runs
 
 
 class Controller:
@@ -62,8 +64,11 @@ class Controller:
                                log_keep=self.config.observer_log_keep)
         self.outages = Outages(report)
         self.wake = threading.Event()
-        self.runner = BuildRunner(workspace, self.book, self.outages, report, self.wake.set)
-        self.trainer = Trainer(workspace, self.book, self.outages, report, self.wake.set)
+        self.settling = Settling()
+        self.runner = BuildRunner(workspace, self.book, self.outages, report, self.wake.set,
+                                  self.settling)
+        self.trainer = Trainer(workspace, self.book, self.outages, report, self.wake.set,
+                               self.settling)
         self.post_training = PostTraining(workspace, self.book, self.outages, report)
         self._next_pull = 0.0  # monotonic time of the next `--pull` fetch
 
@@ -92,8 +97,8 @@ class Controller:
 
     def watch(self, stop: threading.Event) -> None:
         """Reconcile on every change in desired, every due retry and every resync interval,
-        until ``stop`` is set. Builders left running at the stop are adopted by the next start.
-        """
+        until ``stop`` is set. Builders and runs left running at the stop are adopted by the
+        next start; those whose result is being recorded are first removed."""
         start_watching([self.ws.desired_dir, self.ws.requests_dir], self.wake.set, stop)
         next_resync = self.clock.monotonic()
         while not stop.is_set():
@@ -109,6 +114,7 @@ class Controller:
                 next_resync = min(next_resync, self.clock.monotonic() + self.config.retry_base)
             self.wake.wait(self.seconds_to_next_pass(next_resync))
             self.wake.clear()
+        self.settling.wait(SETTLE_SECONDS)
 
     def seconds_to_next_pass(self, next_resync: float) -> float:
         """How long a watching loop may sleep: until the next resync, retry, build timeout,
@@ -309,14 +315,16 @@ class Controller:
             origin = origins.get(path)
             if origin is None:
                 source = None
-                self.book.note(name, "source", f"{path.name} is not committed in "
-                               f"{repo.root} (an uncommitted edit)")
+                said = f"{path.name} is not committed in {repo.root} (an uncommitted edit)"
             else:
-                source = {"commit": origin.commit, "author": f"{origin.author_name} "
-                          f"<{origin.author_email}>", "date": origin.committed_at}
-                self.book.note(name, "source", f"{path.name} as of desired-repo commit "
-                               f"{origin.commit[:12]} by {source['author']}, "
-                               f"{origin.committed_at}")
+                author = f"{origin.author_name} <{origin.author_email}>"
+                source = {"commit": origin.commit, "author": author, "date": origin.committed_at}
+                said = (f"{path.name} as of desired-repo commit {origin.commit[:12]} by "
+                        f"{author}, {origin.committed_at}")
+            record = self.book.get(name)
+            if source is not None and record is not None and record.source == source:
+                continue  # said when it changed; a pass acting again has nothing new to say
+            self.book.note(name, "source", said)
             self.book.change(name, partial(transitions.with_source, source=source))
 
     def _pull(self) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from reconciler.control.book import RecordBook
 from reconciler.control.outages import Outages
 from reconciler.control.reports import Notice, Report, StageReport
+from reconciler.control.settling import Settling
 from reconciler.core import transitions
 from reconciler.core.build_request import builder_spec
 from reconciler.core.events import LogLine, Outcome, no_result_outcome, translate
@@ -44,8 +45,9 @@ class BuildRunner:
     """
 
     def __init__(self, workspace: Workspace, book: RecordBook, outages: Outages,
-                 report: Report, on_finished: Callable[[], None]) -> None:
+                 report: Report, on_finished: Callable[[], None], settling: Settling) -> None:
         self.ws = workspace
+        self.settling = settling
         self.config = workspace.config
         self.clock = workspace.clock
         self.book = book
@@ -222,10 +224,11 @@ class BuildRunner:
                     self.book.warn(record.project, "builder",
                                    f"cannot follow builder {name}: {error}")
             return False
-        if not self.book.subscribers(name):
-            return False  # nobody waits for this result any more (timeout, cancel, prune)
-        self._record(name, outcome)
-        self.take_down(build, "its result is recorded")
+        with self.settling.cleaning_up():
+            if not self.book.subscribers(name):
+                return False  # nobody waits for this result any more (timeout, cancel, prune)
+            self._record(name, outcome)
+            self.take_down(build, "its result is recorded")
         return True
 
     def _collect(self, name: str, builder: Builder) -> Outcome:

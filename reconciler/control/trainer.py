@@ -22,6 +22,7 @@ from typing import Any
 from reconciler.control.book import RecordBook
 from reconciler.control.outages import Outages
 from reconciler.control.reports import Report, StageReport
+from reconciler.control.settling import Settling
 from reconciler.core import transitions
 from reconciler.core.config import HostConfig
 from reconciler.core.failure import PLACEMENT, Failure, infrastructure
@@ -60,8 +61,9 @@ class Trainer:
     """
 
     def __init__(self, workspace: Workspace, book: RecordBook, outages: Outages,
-                 report: Report, on_finished: Callable[[], None]) -> None:
+                 report: Report, on_finished: Callable[[], None], settling: Settling) -> None:
         self.ws = workspace
+        self.settling = settling
         self.config = workspace.config
         self.clock = workspace.clock
         self.book = book
@@ -219,10 +221,12 @@ class Trainer:
             failed_learner = next((a for a in actors if a.role == "learner"
                                    and a.exit_code not in (None, 0)), None)
             if aggregator.exit_code is not None:
-                self._ended(project, aggregator, actors)
+                with self.settling.cleaning_up():
+                    self._ended(project, aggregator, actors)
                 return
             if failed_learner is not None:
-                self._fail(project, "train", self._learner_failure(failed_learner), run)
+                with self.settling.cleaning_up():
+                    self._fail(project, "train", self._learner_failure(failed_learner), run)
                 return
             if not until_end:
                 return

@@ -11,6 +11,7 @@ port) and the server counts as deployed only once ``GET /health`` answers 200.
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 import httpx
 from python_on_whales import DockerClient
@@ -24,7 +25,17 @@ SERVING_LABEL = "flops.serving"
 HEALTHY_WITHIN = 120.0  # seconds for a new server to answer /health
 
 
+class ModelServer(Protocol):
+    """What the post-training steps need of a place that serves models (a fake in tests)."""
+
+    def serve(self, host: HostConfig, project: str, image: str) -> str: ...
+
+    def remove(self, host: HostConfig, project: str) -> None: ...
+
+
 class ModelServing:
+    """Model servers as containers on the hosts' engines."""
+
     def serve(self, host: HostConfig, project: str, image: str) -> str:
         """Run ``image`` as the project's server on ``host`` (replacing the one there); its
         base URL once it is healthy."""

@@ -59,6 +59,13 @@ def test_status_and_log_name_the_commit_that_last_changed_the_sla(tmp_path: Path
     log = Path(rows["alpha"]["observer_log"]).read_text()
     assert f"desired-repo commit {sha[:12]}" in log
 
+    assert reconciler(tmp_path, work / "desired", "apply").returncode == 1
+    changed = commit_file(work, "alpha.yaml", "ml_model_flavor: [1]\n", "break alpha anew")
+    assert reconciler(tmp_path, work / "desired", "apply").returncode == 1
+    log = Path(rows["alpha"]["observer_log"]).read_text()
+    assert log.count(f"desired-repo commit {sha[:12]}") == 1  # said once, when it changed
+    assert log.count(f"desired-repo commit {changed[:12]}") == 1
+
 
 def test_source_head_ignores_uncommitted_edits_and_plan_says_so(tmp_path: Path) -> None:
     work = desired_repo(tmp_path)
