@@ -267,6 +267,9 @@ class Trainer:
             except BackendError as error:
                 self._fail(project, "train", infrastructure(str(error)), run)
                 return
+            examples = self._examples(actors)  # logged before the run counts as trained
+            if examples:
+                self.book.note(project, "train", f"learners trained on {examples}")
             result = _result(destination / "result.json")
             best = finished.get("best_round") if isinstance(finished.get("best_round"), int) \
                 else result.get("best_round")
@@ -276,9 +279,6 @@ class Trainer:
             summary = _best_summary(final.training if final else None)
             self.book.note(project, "train", f"run {run.run} finished: best round {best}"
                            f"{summary}; model kept at {destination / 'model'}")
-            examples = self._examples(actors)
-            if examples:
-                self.book.note(project, "train", f"learners trained on {examples}")
             self.report(StageReport(project, "trained"))
             self.take_down(project, run, "the run finished")
             return

@@ -4,7 +4,8 @@ the learner hosts or nodes only (read from each engine's own events), each reads
 Parquet data (different row counts per host, in the per-learner example counts), the second
 engine pulls its images from the registry, and the learners reach the aggregator across
 engines: through its published port at the host's `address`, or over the run's overlay
-network on the swarm. Every container, service and network of the run is gone afterwards.
+network on the swarm, where a run with no node labelled flops-learner waits with a reason
+until one is labelled. Every container, service and network of the run is gone afterwards.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def node_update(node: str, *labels: str) -> None:
                                        for arg in ("--label-add", label)), node], timeout=60)
 
 
-def test_a_two_node_swarm_runs_learners_only_on_nodes_labelled_flops_learner(
+def test_a_two_node_swarm_waits_for_and_then_runs_learners_only_on_labelled_nodes(
     tmp_path: Path, second_engine: SecondEngine, testbed_registry: RegistryServer,
     testbed_git: GitDaemon, base_image: str, docker_cleanup: DockerCleanup,
 ) -> None:
@@ -151,19 +152,27 @@ def test_a_two_node_swarm_runs_learners_only_on_nodes_labelled_flops_learner(
     engines = [[], ["-H", second_engine.docker_host]]
     with Swarm.formed(second_engine.host_addr, worker=second_engine) as swarm:
         assert swarm.node_b is not None
-        # A: builds images and holds data, but is no learner node; B: the learner node.
+        # A builds images and holds data, but is no learner node; B holds data and becomes
+        # the learner node once it is labelled.
         node_update(swarm.node_a, "image-builder=true",
                     f"flops-data-dir={data_dir(tmp_path / 'data-a', 30)}")
-        node_update(swarm.node_b, "flops-learner=true",
-                    f"flops-data-dir={data_dir(tmp_path / 'data-b', 50)}")
+        node_update(swarm.node_b, f"flops-data-dir={data_dir(tmp_path / 'data-b', 50)}")
         node_a = run(["docker", "node", "inspect", swarm.node_a, "--format",
                       "{{.Description.Hostname}}"]).stdout.strip()
         try:
             with both_engines(tmp_path, second_engine) as (on_a, on_b):
-                result = ws.run("apply", "--wait", timeout=1200)
-            assert result.code == 0, result.stdout + result.stderr + ws.log("swarmtrain")
-            row = ws.status()["swarmtrain"]
-            assert row["phase"] == "trained" and row["commit"] == repo.commit, row
+                waiting = ws.run("apply", "--wait", timeout=1200)
+                assert waiting.code == 1, waiting.stdout + waiting.stderr
+                row = ws.status()["swarmtrain"]
+                assert row["phase"] == "failed" and row["error_category"] == "placement", row
+                assert "no learner node: no ready swarm node is labelled flops-learner=true" \
+                    in row["error"] and row["attempts"] == 0, row
+                with ws.watching() as watch:
+                    node_update(swarm.node_b, "flops-learner=true")
+                    row = ws.wait_row("swarmtrain", lambda r: r["phase"] == "trained",
+                                      timeout=600, what="trained once B is labelled",
+                                      process=watch)
+            assert row["commit"] == repo.commit, row
             training = row["training"]
             assert training["aggregator"] == node_a and training["learners"] == [NODE_HOSTNAME]
             assert [r["round"] for r in training["rounds"]] == [1, 2]
