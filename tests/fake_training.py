@@ -125,11 +125,13 @@ class FakeTraining:
                     fake.lines.append(Output("stdout", json.dumps(event), at))
 
     def end(self, run: str, code: int = 0, *, role: str = "aggregator",
-            service: str | None = None) -> None:
-        """The actors of ``role`` (or the one ``service``) end with ``code``."""
+            service: str | None = None, infrastructure: str | None = None) -> None:
+        """The actors of ``role`` (or the one ``service``) end with ``code`` (and, when
+        their program did not end them, the ``infrastructure`` reason)."""
         for fake in self.actors_of[run]:
             if fake.actor.role == role and service in (None, fake.actor.service):
-                fake.actor = replace(fake.actor, running=False, exit_code=code)
+                fake.actor = replace(fake.actor, running=False, exit_code=code,
+                                     infrastructure=infrastructure)
 
     def _fake(self, actor: Actor) -> FakeActor:
         return next(f for fakes in self.actors_of.values() for f in fakes

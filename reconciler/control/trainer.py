@@ -287,6 +287,9 @@ class Trainer:
         learner = next((a for a in actors if a.role == "learner"
                         and a.exit_code not in (None, 0)), None)
         failure = self._aggregator_failure(message, learner, aggregator.exit_code)
+        if aggregator.infrastructure is not None and message is None:
+            failure = infrastructure(f"the aggregator ({aggregator.host.name}): "
+                                     f"{shown(aggregator.infrastructure, 1000)}")
         self._fail(project, "train", failure, run)
 
     def _examples(self, actors: list[Actor]) -> str:
@@ -319,7 +322,11 @@ class Trainer:
                                            f"{code} without an error", 1000))
 
     def _learner_failure(self, learner: Actor) -> Failure:
-        """A learner that ended badly: `data` when it failed before its data was loaded."""
+        """A learner that ended badly: `data` when it failed before its data was loaded;
+        `infrastructure` when its program never ended it (a node lost, a task rejected)."""
+        if learner.infrastructure is not None:
+            return infrastructure(f"learner on {learner.host.name} ({learner.service}): "
+                                  f"{shown(learner.infrastructure, 1000)}")
         events = [e for o in self.backend.output(learner) if o.stream == "stdout"
                   if (e := decode(o.line)) is not None]
         error = next((str(e.get("message")) for e in reversed(events)

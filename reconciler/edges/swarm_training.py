@@ -173,17 +173,20 @@ class SwarmTraining:
                 stack = labels.get(STACK_LABEL, "")
                 task = _latest(docker.service.ps(service.id))
                 state = task_state(task)
-                exit_code = None
+                exit_code, problem = None, None
                 if state in ENDED:
-                    exit_code = _exit_code(task)
+                    exit_code, problem = _ending(task)
                 elif self._unplaced(task):
                     exit_code = NO_EXIT_STATUS
+                    problem = (f"the swarm placed it on no node within placement_timeout "
+                               f"({self.config.placement_timeout:g}s): {_reason(task)}")
                 node = task.node_id if task is not None else None
                 found.append(Actor(
                     role=labels.get(ROLE_LABEL, "?"),
                     service=full.removeprefix(f"{stack}_") if stack else full,
                     host=HostConfig(name=self._name(node), docker_host=self.manager.docker_host),
-                    ref=service.id, running=state == "running", exit_code=exit_code))
+                    ref=service.id, running=state == "running", exit_code=exit_code,
+                    infrastructure=problem))
             return found
         except DockerException as error:
             raise BackendError(f"swarm manager {self.manager.name} did not answer: "
@@ -269,11 +272,8 @@ class SwarmTraining:
             if task_state(task) in ENDED:
                 return task
             if self._unplaced(task):
-                status = task.status if task is not None else None
-                reason = (status.err or status.message) if status is not None else None
                 raise BackendError(f"{what} was placed on no node within placement_timeout "
-                                   f"({self.config.placement_timeout:g}s): "
-                                   f"{reason or 'no reason given'}")
+                                   f"({self.config.placement_timeout:g}s): {_reason(task)}")
             time.sleep(next(pauses))
 
     def _unplaced(self, task: Task | None) -> bool:
@@ -297,12 +297,22 @@ def _latest(tasks: list[Task]) -> Task | None:
                default=None)
 
 
-def _exit_code(task: Task | None) -> int:
+def _ending(task: Task | None) -> tuple[int, str | None]:
+    """An ended task's exit status, and why when its program did not end it (no container
+    exit status: rejected, orphaned on a lost node, shut down)."""
     status = task.status if task is not None else None
     container = status.container_status if status is not None else None
     if container is not None and container.exit_code is not None:
-        return int(container.exit_code)
-    return 0 if task_state(task) == "complete" else NO_EXIT_STATUS
+        return int(container.exit_code), None
+    if task_state(task) == "complete":
+        return 0, None
+    return NO_EXIT_STATUS, f"the swarm's task ended {task_state(task)}: {_reason(task)}"
+
+
+def _reason(task: Task | None) -> str:
+    status = task.status if task is not None else None
+    reason = (status.err or status.message) if status is not None else None
+    return reason or "no reason given"
 
 
 def _csv(fields: list[str]) -> str:

@@ -46,6 +46,9 @@ class Actor:
     ref: str  # the container id
     running: bool
     exit_code: int | None  # once it has ended
+    # Ended without running its program, for a reason that is not the project's (a swarm
+    # task rejected, orphaned by a lost node, or placed on no node): an infrastructure failure
+    infrastructure: str | None = None
 
 
 class TrainingBackend(Protocol):

@@ -260,3 +260,23 @@ def test_on_a_swarm_too_few_nodes_with_the_data_is_the_same_wait_as_on_compose(
     assert "1 learner host holds the data tags mnist, min_available_clients is 2 " \
            "(node-b: mnist; node-c: other)" in (record.error or "")
     assert training.deployed == []
+
+
+def test_a_learner_task_lost_with_its_node_is_an_infrastructure_failure_not_the_data(
+    tmp_path: Path,
+) -> None:
+    bed, training = swarm_bed(tmp_path, {"node-b": {"mnist"}, "node-c": {"mnist"}},
+                              ["node-b", "node-c"])
+    bed.sla("alpha", bed.repo("alpha"), training_configuration=TRAINING)
+    controller = bed.controller()
+    passes(controller, 3)
+    run = training.only_run()
+    training.say(run, round_event(1))
+    training.end(run, 125, role="learner", service="learner-2",
+                 infrastructure="the swarm's task ended orphaned: node is down")
+    controller.reconcile(follow=False)
+    record = bed.record("alpha")
+    assert record.phase is Phase.failed and record.error_category == "infrastructure"
+    assert "(learner-2): the swarm's task ended orphaned: node is down" in (record.error or "")
+    assert record.attempts == 0  # not the project's: it does not use up attempts
+    assert training.removed == [run]
