@@ -82,10 +82,15 @@ class Workspace:
 
     @property
     def training(self) -> TrainingBackend:
-        """Where training runs' actors run: the learner hosts' engines."""
+        """Where training runs' actors run: the learner hosts' engines, or the swarm's
+        nodes labelled flops-learner=true."""
         if self._training is None:
-            from reconciler.edges.training_backend import ComposeTraining
-            self._training = ComposeTraining(self.config, self.store.build_dir)
+            if self.config.backend == "swarm":
+                from reconciler.edges.swarm_training import SwarmTraining
+                self._training = SwarmTraining(self.config, self.store.build_dir)
+            else:
+                from reconciler.edges.training_backend import ComposeTraining
+                self._training = ComposeTraining(self.config, self.store.build_dir)
         return self._training
 
     @property

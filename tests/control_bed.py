@@ -44,6 +44,8 @@ class Bed:
         self.backend = FakeBackend(self.config, self.images, auto_finish=auto_finish,
                                    **({"stream_for": stream_for} if stream_for else {}))
         self.reports: list[StageReport | Notice] = []
+        if training is not None:
+            training.config_hosts = list(self.config.hosts)
         self.workspace = Workspace(self.config, self.desired, StateStore(root / "state"),
                                    template_dirs(None), clock=self.clock, backend=self.backend,
                                    images=self.images, training=training, serving=serving)

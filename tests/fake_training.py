@@ -19,6 +19,7 @@ import yaml
 
 from reconciler.core.config import HostConfig
 from reconciler.core.times import parse_utc
+from reconciler.core.training import NO_LEARNER_HOST, NO_LEARNER_NODE, Placement
 from reconciler.edges.backend import BackendError, Output
 from reconciler.edges.training_backend import Actor
 
@@ -31,8 +32,17 @@ class FakeActor:
 
 
 class FakeTraining:
-    def __init__(self, tags: dict[str, set[str]]) -> None:
+    """``hosts``: the learner hosts (None: the configuration's, as the compose backend);
+    ``nodes`` (host name -> node id): act as a swarm, whose aggregator goes on ``manager``."""
+
+    def __init__(self, tags: dict[str, set[str]], *, hosts: list[HostConfig] | None = None,
+                 nodes: dict[str, str] | None = None, manager: str = "manager") -> None:
         self.tags = tags  # learner host -> the tag folders of its data directory
+        self.hosts = hosts
+        self.nodes = nodes
+        self.manager = manager
+        self.no_learner_host = NO_LEARNER_NODE if nodes is not None else NO_LEARNER_HOST
+        self.config_hosts: list[HostConfig] = []  # set by the bed: the configuration's
         self.deployed: list[tuple[str, str, dict[str, Any]]] = []  # (host, name, spec)
         self.removed: list[str] = []
         self.actors_of: dict[str, list[FakeActor]] = {}
@@ -40,6 +50,19 @@ class FakeTraining:
         self._tick = 0
 
     # -- the contract --------------------------------------------------------------------
+
+    def learner_hosts(self) -> list[HostConfig]:
+        self._check()
+        if self.hosts is not None:
+            return self.hosts
+        return [h for h in self.config_hosts if h.runs_learners]
+
+    def place_aggregator(self, placement: Placement) -> Placement:
+        return replace(placement, aggregator=self.manager) if self.nodes is not None \
+            else placement
+
+    def swarm_nodes(self) -> dict[str, str] | None:
+        return self.nodes
 
     def data_tags(self, host: HostConfig, image: str) -> frozenset[str]:
         self._check()
@@ -90,21 +113,25 @@ class FakeTraining:
         [run] = self.actors_of
         return run
 
-    def say(self, run: str, *events: dict[str, Any], role: str = "aggregator") -> None:
-        """The actor(s) of ``role`` print these events (one line each, later timestamps)."""
+    def say(self, run: str, *events: dict[str, Any], role: str = "aggregator",
+            service: str | None = None) -> None:
+        """The actor(s) of ``role`` (or the one ``service``) print these events (one line
+        each, later timestamps)."""
         for fake in self.actors_of[run]:
-            if fake.actor.role == role:
+            if fake.actor.role == role and service in (None, fake.actor.service):
                 for event in events:
                     self._tick += 1
                     at = f"2026-11-30T12:00:{self._tick % 60:02d}.{self._tick:03d}Z"
                     fake.lines.append(Output("stdout", json.dumps(event), at))
 
     def end(self, run: str, code: int = 0, *, role: str = "aggregator",
-            service: str | None = None) -> None:
-        """The actors of ``role`` (or the one ``service``) end with ``code``."""
+            service: str | None = None, infrastructure: str | None = None) -> None:
+        """The actors of ``role`` (or the one ``service``) end with ``code`` (and, when
+        their program did not end them, the ``infrastructure`` reason)."""
         for fake in self.actors_of[run]:
             if fake.actor.role == role and service in (None, fake.actor.service):
-                fake.actor = replace(fake.actor, running=False, exit_code=code)
+                fake.actor = replace(fake.actor, running=False, exit_code=code,
+                                     infrastructure=infrastructure)
 
     def _fake(self, actor: Actor) -> FakeActor:
         return next(f for fakes in self.actors_of.values() for f in fakes

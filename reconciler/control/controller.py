@@ -41,6 +41,7 @@ from reconciler.workspace import RETRAIN_REQUEST, RETRY_REQUEST, Workspace
 
 END_OF_BACKOFF = datetime.max.replace(tzinfo=UTC)  # a time at which every backoff is over
 SETTLE_SECONDS = 30.0  # a stopping watch lets recorded results remove their builders/runs
+MAX_PASSES_IN_A_ROW = 5  # watch: immediate passes after changing ones
 
 
 class Controller:
@@ -101,18 +102,25 @@ class Controller:
         next start; those whose result is being recorded are first removed."""
         start_watching([self.ws.desired_dir, self.ws.requests_dir], self.wake.set, stop)
         next_resync = self.clock.monotonic()
+        in_a_row = 0  # passes that followed a changing pass at once
         while not stop.is_set():
             resync = self.clock.monotonic() >= next_resync
             if resync:
                 next_resync = self.clock.monotonic() + self.config.resync_interval
+            changed: list[str] = []
             try:
-                self.reconcile(follow=True, resync=resync)
+                changed = self.reconcile(follow=True, resync=resync)
                 self.outages.recovered("desired directory")
             except DesiredDirMissing as error:  # gone while watching (a checkout, a typo'd
                 # mount): nothing is pruned; the watch waits for it to come back
                 self.outages.failed("desired directory", str(error))
                 next_resync = min(next_resync, self.clock.monotonic() + self.config.retry_base)
-            self.wake.wait(self.seconds_to_next_pass(next_resync))
+            # As in `apply --wait`, a pass that changed something is followed by another at
+            # once (a retried project found ready makes its training run due now, not at the
+            # next resync); bounded, so a project that changes on every pass cannot spin.
+            in_a_row = in_a_row + 1 if changed and in_a_row < MAX_PASSES_IN_A_ROW else 0
+            if not in_a_row:
+                self.wake.wait(self.seconds_to_next_pass(next_resync))
             self.wake.clear()
         self.settling.wait(SETTLE_SECONDS)
 

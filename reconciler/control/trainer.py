@@ -40,6 +40,7 @@ from reconciler.core.training import (
     place,
     run_key,
     run_name,
+    swarm_training_spec,
     training_specs,
 )
 from reconciler.edges.backend import BackendError
@@ -82,15 +83,17 @@ class Trainer:
         name = run_name(want.name, key)
         if have.training is not None and have.training.phase is TrainingPhase.running:
             self.take_down(have.project, have.training, "a new run replaces it")
-        hosts = self.config.learner_hosts()
         self.report(StageReport(want.name, "placing learners"))
         try:
+            hosts = self.backend.learner_hosts()
             learner_hosts = [LearnerHost(h.name, self.backend.data_tags(h, have.images["learner"]))
                              for h in hosts]
+            placement = place(learner_hosts, config, no_hosts=self.backend.no_learner_host)
+            if not isinstance(placement, Unplaceable):
+                placement = self.backend.place_aggregator(placement)
         except BackendError as error:
             self._fail(want.name, "placement", infrastructure(str(error)))
             return
-        placement = place(learner_hosts, config)
         if isinstance(placement, Unplaceable):
             self._fail(want.name, "placement", Failure(PLACEMENT, placement.reason))
             return
@@ -116,14 +119,25 @@ class Trainer:
 
     def _deploy(self, want: DesiredProject, name: str, placement: Placement,
                 hosts: dict[str, HostConfig], images: dict[str, str]) -> None:
-        """The aggregator's engine first (its published port tells the others where it is)."""
+        """A swarm: the run's one stack. Compose: the aggregator's engine first (its
+        published port tells the others where it is)."""
+        config = want.sla.training_configuration
+        data_dirs = {h: c.data_dir or "" for h, c in hosts.items()}
+        flavor = want.sla.ml_model_flavor.value
+        nodes = self.backend.swarm_nodes()
+        if nodes is not None:
+            stack = swarm_training_spec(want.name, name, nodes=nodes, data_dirs=data_dirs,
+                                        placement=placement, config=config, flavor=flavor,
+                                        images=images)
+            self.backend.deploy(self.config.swarm_manager, stack.name,
+                                render_training_compose(self.ws.templates, stack))
+            return
+
         def specs(address: str | None = None) -> list[TrainingSpec]:
             return training_specs(
                 want.name, name, hosts={h: c.docker_host for h, c in hosts.items()},
-                data_dirs={h: c.data_dir or "" for h, c in hosts.items()},
-                placement=placement, config=want.sla.training_configuration,
-                flavor=want.sla.ml_model_flavor.value, images=images,
-                aggregator_address=address)
+                data_dirs=data_dirs, placement=placement, config=config, flavor=flavor,
+                images=images, aggregator_address=address)
 
         first, *others = specs()
         aggregator_host = hosts[placement.aggregator]
@@ -253,6 +267,9 @@ class Trainer:
             except BackendError as error:
                 self._fail(project, "train", infrastructure(str(error)), run)
                 return
+            examples = self._examples(actors)  # logged before the run counts as trained
+            if examples:
+                self.book.note(project, "train", f"learners trained on {examples}")
             result = _result(destination / "result.json")
             best = finished.get("best_round") if isinstance(finished.get("best_round"), int) \
                 else result.get("best_round")
@@ -270,7 +287,29 @@ class Trainer:
         learner = next((a for a in actors if a.role == "learner"
                         and a.exit_code not in (None, 0)), None)
         failure = self._aggregator_failure(message, learner, aggregator.exit_code)
+        if aggregator.infrastructure is not None and message is None:
+            failure = infrastructure(f"the aggregator ({aggregator.host.name}): "
+                                     f"{shown(aggregator.infrastructure, 1000)}")
         self._fail(project, "train", failure, run)
+
+    def _examples(self, actors: list[Actor]) -> str:
+        """Each learner's host and the examples its last fit used (its own data: the
+        learners' events, read before their containers go)."""
+        counts = []
+        for learner in (a for a in actors if a.role == "learner"):
+            try:
+                lines = self.backend.output(learner)
+            except BackendError:
+                continue
+            events = [e for o in lines if o.stream == "stdout"
+                      if (e := decode(o.line)) is not None]
+            fits = [e for e in events if e.get("type") == "fit"]
+            # the learner's own name (FLOPS_LEARNER_NAME: its host) is in its ready event
+            name = next((str(e["learner"]) for e in events if e.get("type") == "ready"
+                         and isinstance(e.get("learner"), str)), learner.host.name)
+            if fits and isinstance(fits[-1].get("examples"), int):
+                counts.append(f"{shown(name, 100)}: {fits[-1]['examples']} examples")
+        return ", ".join(sorted(counts))
 
     def _aggregator_failure(self, error: str | None, learner: Actor | None,
                             code: int | None) -> Failure:
@@ -283,7 +322,11 @@ class Trainer:
                                            f"{code} without an error", 1000))
 
     def _learner_failure(self, learner: Actor) -> Failure:
-        """A learner that ended badly: `data` when it failed before its data was loaded."""
+        """A learner that ended badly: `data` when it failed before its data was loaded;
+        `infrastructure` when its program never ended it (a node lost, a task rejected)."""
+        if learner.infrastructure is not None:
+            return infrastructure(f"learner on {learner.host.name} ({learner.service}): "
+                                  f"{shown(learner.infrastructure, 1000)}")
         events = [e for o in self.backend.output(learner) if o.stream == "stdout"
                   if (e := decode(o.line)) is not None]
         error = next((str(e.get("message")) for e in reversed(events)

@@ -5,9 +5,12 @@ Decision: a run is named by what it trains (the images' digests) and how (the tr
 configuration, data tags included), so the same inputs always name the same run: a resync or a
 restart finds the run it already finished and never starts it again, and only a new commit, a
 changed configuration or an explicit `retrain` (a counter in the key) makes a new one.
-Placement follows the data: one learner on every learner host that holds all of the project's
-data tags, and the aggregator on the first of them (so a single-host inventory trains with no
-network set-up at all).
+Placement follows the data: one learner on every learner host (a compose host with the
+FLOps-learner addon, or a swarm node labelled flops-learner=true) that holds all of the
+project's data tags. The aggregator goes on the first of them on a compose inventory (so a
+single-host inventory trains with no network set-up at all), and on a swarm on the manager the
+reconciler talks to (so its output is copied out through the engine the reconciler already
+holds, after the task has exited).
 """
 
 from __future__ import annotations
@@ -20,6 +23,14 @@ from reconciler.core.naming import digest_of
 from reconciler.core.sla import ProjectSla, TrainingConfiguration
 
 AGGREGATOR_PORT = 8080
+LEARNER_NODE_LABEL = "flops-learner"  # swarm: a node that may run learners (value "true")
+DATA_DIR_NODE_LABEL = "flops-data-dir"  # swarm: that node's data directory
+NO_LEARNER_HOST = (f"no learner host: no [[hosts]] entry has the {LEARNER_ADDON} addon "
+                   "(and a data_dir); add one (swarm: label a node flops-learner=true)")
+NO_LEARNER_NODE = (f"no learner node: no ready swarm node is labelled {LEARNER_NODE_LABEL}=true "
+                   f"with a {DATA_DIR_NODE_LABEL} label; label one with `docker node update "
+                   f"--label-add {LEARNER_NODE_LABEL}=true --label-add "
+                   f"{DATA_DIR_NODE_LABEL}=/srv/flops/data NODE`")
 
 
 def wants_training(sla: ProjectSla) -> bool:
@@ -56,11 +67,12 @@ class Unplaceable:
     reason: str
 
 
-def place(hosts: Sequence[LearnerHost], config: TrainingConfiguration) -> Placement | Unplaceable:
-    """One learner per learner host holding every data tag; at least min_available_clients."""
+def place(hosts: Sequence[LearnerHost], config: TrainingConfiguration, *,
+          no_hosts: str = NO_LEARNER_HOST) -> Placement | Unplaceable:
+    """One learner per learner host holding every data tag; at least min_available_clients.
+    ``no_hosts``: the reason when there is no learner host at all (it says how to add one)."""
     if not hosts:
-        return Unplaceable(f"no learner host: no [[hosts]] entry has the {LEARNER_ADDON} addon "
-                           "(and a data_dir); add one (swarm: label a node flops-learner=true)")
+        return Unplaceable(no_hosts)
     wanted = set(config.data_tags)
     holding = [host.name for host in hosts if wanted <= host.tags]
     needed = config.min_available_clients
@@ -113,17 +125,20 @@ class ActorSpec:
     image: str
     env: dict[str, str]
     data_dir: str | None = None  # learners: mounted read-only at /flops/data
+    node: str | None = None  # swarm: the id of the node its task is constrained to
 
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    """What one engine runs of a run: a compose project with some of its actors."""
+    """What one engine runs of a run: a compose project with some of its actors; or, on a
+    swarm (``stack``), the whole run as one stack."""
 
-    name: str  # the compose project
+    name: str  # the compose project or the stack
     project: str
     run: str  # the run's name (label flops.run)
     actors: tuple[ActorSpec, ...]
     publish: bool = False  # the aggregator's port is published (learners on other engines)
+    stack: bool = False  # for `docker stack deploy`: an overlay network, node constraints
 
 
 def learner_service(host: str) -> str:
@@ -156,3 +171,27 @@ def training_specs(project: str, name: str, *, hosts: Mapping[str, str],
         specs.append(TrainingSpec(f"{name}-{index}", project, name, tuple(actors),
                                   publish=index == 0 and len(engines) > 1))
     return specs
+
+
+def stack_name(run: str) -> str:
+    """The stack of a run on a swarm: short, because the swarm refuses service names
+    (``<stack>_<service>``) longer than 63 characters; the run's full name is its label."""
+    return f"flops-train-{digest_of(run)[:12]}"
+
+
+def swarm_training_spec(project: str, name: str, *, nodes: Mapping[str, str],
+                        data_dirs: Mapping[str, str], placement: Placement,
+                        config: TrainingConfiguration, flavor: str,
+                        images: Mapping[str, str]) -> TrainingSpec:
+    """The one stack of a run on a swarm: the aggregator constrained to its node, one learner
+    per learner node (``learner-1``, ...: the node's hostname is too long for a service
+    name; it is the learner's FLOPS_LEARNER_NAME), all on the run's overlay network, where
+    the learners reach the aggregator by its service name. ``nodes``: host (node hostname)
+    -> node id."""
+    actors = [ActorSpec("aggregator", "aggregator", images["aggregator"],
+                        aggregator_env(config, flavor), node=nodes[placement.aggregator])]
+    for index, host in enumerate(placement.learners, start=1):
+        actors.append(ActorSpec(f"learner-{index}", "learner", images["learner"],
+                                learner_env(config, f"aggregator:{AGGREGATOR_PORT}", host),
+                                data_dirs[host], node=nodes[host]))
+    return TrainingSpec(stack_name(name), project, name, tuple(actors), stack=True)

@@ -131,10 +131,10 @@ class SwarmBackend:
         as it grows until the task has ended; first an Output on the ``PLACED`` stream."""
         seen = {"stdout": 0, "stderr": 0}
         placed = False
-        pauses = _pauses()
+        pauses = poll_pauses()
         while True:
             task = self._task(builder)
-            state = _state(task)
+            state = task_state(task)
             if not placed and task is not None and task.node_id and state not in WAITING:
                 placed = True
                 yield Output(PLACED, f"{task.node_id} {self._hostname(builder, task.node_id)}",
@@ -158,16 +158,16 @@ class SwarmBackend:
 
     def exit_code(self, builder: Builder) -> int | None:
         task = self._task(builder)
-        if _state(task) not in ENDED or task is None:
+        if task_state(task) not in ENDED or task is None:
             return None
         status = task.status
         container = status.container_status if status is not None else None
         if container is not None and container.exit_code is not None:
             return int(container.exit_code)
-        return 0 if _state(task) == "complete" else NO_EXIT_STATUS
+        return 0 if task_state(task) == "complete" else NO_EXIT_STATUS
 
     def wait(self, builder: Builder) -> int:
-        pauses = _pauses()
+        pauses = poll_pauses()
         while (code := self.exit_code(builder)) is None:
             time.sleep(next(pauses))
         return code
@@ -196,7 +196,7 @@ class SwarmBackend:
             raise BackendError(f"cannot read the builder's task: {last_line(error)}") from None
         task = max(tasks, key=lambda t: t.created_at or datetime.min.replace(tzinfo=UTC),
                    default=None)
-        if task is not None and _state(task) in WAITING and task.created_at is not None:
+        if task is not None and task_state(task) in WAITING and task.created_at is not None:
             waited = (datetime.now(UTC) - task.created_at).total_seconds()
             if waited > self.config.placement_timeout:
                 status = task.status
@@ -227,12 +227,12 @@ class SwarmBackend:
         return self._hostnames[node_id]
 
 
-def _state(task: Task | None) -> str:
+def task_state(task: Task | None) -> str:
     status = getattr(task, "status", None)
     return str(getattr(status, "state", None) or "new")
 
 
-def _pauses() -> Iterator[float]:
+def poll_pauses() -> Iterator[float]:
     """The waits between polls: fast at first (a short task ends within a few polls), then
     POLL_SECONDS, so a long build costs a few `docker` calls per second, not dozens."""
     pause = FIRST_POLL_SECONDS

@@ -1,5 +1,6 @@
 """Training runs on the compose inventory (stages 4-5): the actors' compose projects on the
-learner hosts' engines, found again by label, read, copied from and removed.
+learner hosts' engines, found again by label, read, copied from and removed. The contract both
+backends keep (compose here, swarm in ``swarm_training.py``) is ``TrainingBackend``.
 
 Decision: everything about a run is found from Docker by its name (the label ``flops.run`` on
 every container and network of it), never kept only in memory, so a restarted reconciler
@@ -24,12 +25,13 @@ from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
 from reconciler.core.config import Config, HostConfig
+from reconciler.core.training import NO_LEARNER_HOST, Placement, learner_service
 from reconciler.edges.backend import BackendError, Output, split_lines
 from reconciler.edges.docker_errors import last_line
 
 RUN_LABEL = "flops.run"
 ROLE_LABEL = "flops.role"
-_LIST_TAGS = ("import os; d = '/flops/data'; "
+LIST_TAGS = ("import os; d = '/flops/data'; "
               "print(*sorted(t for t in os.listdir(d) if os.path.isdir(os.path.join(d, t))), "
               "sep='\\n')")
 
@@ -44,10 +46,21 @@ class Actor:
     ref: str  # the container id
     running: bool
     exit_code: int | None  # once it has ended
+    # Ended without running its program, for a reason that is not the project's (a swarm
+    # task rejected, orphaned by a lost node, or placed on no node): an infrastructure failure
+    infrastructure: str | None = None
 
 
 class TrainingBackend(Protocol):
     """What the trainer needs of the engines its runs' actors run on."""
+
+    no_learner_host: str  # the placement reason when there is no learner host at all
+
+    def learner_hosts(self) -> list[HostConfig]: ...
+
+    def place_aggregator(self, placement: Placement) -> Placement: ...
+
+    def swarm_nodes(self) -> dict[str, str] | None: ...
 
     def data_tags(self, host: HostConfig, image: str) -> frozenset[str]: ...
 
@@ -67,9 +80,23 @@ class TrainingBackend(Protocol):
 class ComposeTraining:
     """The compose inventory's side of training runs."""
 
+    no_learner_host = NO_LEARNER_HOST
+
     def __init__(self, config: Config, spec_dir_for: Callable[[str], Path]) -> None:
         self.config = config
         self._spec_dir_for = spec_dir_for
+
+    def learner_hosts(self) -> list[HostConfig]:
+        """The [[hosts]] entries with the FLOps-learner addon and a data_dir."""
+        return self.config.learner_hosts()
+
+    def place_aggregator(self, placement: Placement) -> Placement:
+        """The aggregator stays on the first learner host (see core/training.py)."""
+        return placement
+
+    def swarm_nodes(self) -> dict[str, str] | None:
+        """None: hosts are engines here, not swarm nodes."""
+        return None
 
     def engines(self) -> list[HostConfig]:
         """One inventory host per engine that may hold actors (the learner hosts')."""
@@ -84,7 +111,7 @@ class ComposeTraining:
         assert host.data_dir is not None
         try:
             out = DockerClient(host=host.docker_host).run(
-                image, ["-c", _LIST_TAGS], entrypoint="python3", remove=True,
+                image, ["-c", LIST_TAGS], entrypoint="python3", remove=True,
                 networks=["none"], labels={ROLE_LABEL: "data-probe"},
                 volumes=[(host.data_dir, "/flops/data", "ro")])
         except DockerException as error:
@@ -128,14 +155,17 @@ class ComposeTraining:
             except DockerException as error:
                 raise BackendError(f"Docker host {host.name} did not answer: "
                                    f"{last_line(error)}") from None
+            by_service = {learner_service(h.name): h for h in self.config.learner_hosts()
+                          if h.docker_host == host.docker_host}
             for container in containers:
                 labels = container.config.labels or {}
                 state = container.state
                 ended = not state.running and state.status not in ("created", "restarting")
+                service = labels.get("com.docker.compose.service", container.name)
                 found.append(Actor(
-                    role=labels.get(ROLE_LABEL, "?"),
-                    service=labels.get("com.docker.compose.service", container.name),
-                    host=host, ref=container.id, running=bool(state.running),
+                    role=labels.get(ROLE_LABEL, "?"), service=service,
+                    host=by_service.get(service, host), ref=container.id,
+                    running=bool(state.running),
                     exit_code=int(state.exit_code or 0) if ended else None))
         return found
 

@@ -387,12 +387,15 @@ class BuilderEvents:
 
     @classmethod
     @contextlib.contextmanager
-    def recording(cls, path: Path, label: str = BUILDER_LABEL) -> Iterator[BuilderEvents]:
-        """Record the events of containers carrying ``label`` (default: builders)."""
+    def recording(cls, path: Path, label: str = BUILDER_LABEL,
+                  docker_host: str | None = None) -> Iterator[BuilderEvents]:
+        """Record the events of containers carrying ``label`` (default: builders), on the
+        main engine or the one at ``docker_host`` (the engines share this machine's clock)."""
         since = docker_now()
+        engine = ["-H", docker_host] if docker_host else []
         with path.open("wb") as out:
             process = subprocess.Popen(
-                ["docker", "events", "--since", since, "--format", "{{json .}}",
+                ["docker", *engine, "events", "--since", since, "--format", "{{json .}}",
                  "--filter", "type=container", "--filter", f"label={label}"],
                 stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
             )

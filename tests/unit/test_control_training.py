@@ -12,7 +12,9 @@ from typing import Any
 from control_bed import Bed
 from fake_training import FakeTraining, round_event
 
+from reconciler.core.config import LEARNER_ADDON, HostConfig
 from reconciler.core.record import Phase, TrainingPhase
+from reconciler.core.training import stack_name
 
 TRAINING = {"data_tags": ["mnist"], "training_rounds": 2, "min_available_clients": 2,
             "min_fit_clients": 2, "min_evaluate_clients": 2}
@@ -182,3 +184,99 @@ def test_an_engine_outage_while_following_is_not_the_runs_end(tmp_path: Path) ->
     training.end(run, 0)
     controller.reconcile(follow=False)
     assert bed.record("alpha").phase is Phase.trained
+
+
+NODES = {"manager": "id-m", "node-b": "id-b", "node-c": "id-c"}
+
+
+def swarm_bed(tmp_path: Path, tags: dict[str, set[str]], learner_nodes: list[str]
+              ) -> tuple[Bed, FakeTraining]:
+    """A swarm whose nodes labelled flops-learner=true are ``learner_nodes``."""
+    hosts = [HostConfig(name=name, addons=(LEARNER_ADDON,), data_dir=f"/srv/{name}")
+             for name in learner_nodes]
+    training = FakeTraining(tags, hosts=hosts, nodes=NODES, manager="manager")
+    bed = Bed(tmp_path, auto_finish=True, training=training, backend="swarm",
+              registry="http://127.0.0.1:5000")
+    return bed, training
+
+
+def test_on_a_swarm_learners_go_to_the_labelled_nodes_and_the_aggregator_to_the_manager(
+    tmp_path: Path,
+) -> None:
+    bed, training = swarm_bed(tmp_path, {"node-b": {"mnist"}, "node-c": {"mnist"}},
+                              ["node-b", "node-c"])
+    bed.sla("alpha", bed.repo("alpha"), training_configuration=TRAINING)
+    controller = bed.controller()
+    passes(controller, 3)
+    assert bed.record("alpha").phase is Phase.training, bed.log("alpha")
+    [(host, name, spec)] = training.deployed  # the run's one stack, through the manager
+    run = training.only_run()
+    assert name == stack_name(run) and host == "local"
+    services = spec["services"]
+    assert services["aggregator"]["deploy"]["placement"]["constraints"] == ["node.id == id-m"]
+    assert services["learner-1"]["deploy"]["placement"]["constraints"][0] == "node.id == id-b"
+    assert services["learner-2"]["deploy"]["placement"]["constraints"][0] == "node.id == id-c"
+    assert spec["networks"]["run"]["driver"] == "overlay"
+    record = bed.record("alpha")
+    assert record.training is not None and record.training.aggregator == "manager"
+    assert record.training.learners == ["node-b", "node-c"]
+    assert "aggregator on manager, learners on node-b, node-c" in bed.log("alpha")
+
+    training.say(run, round_event(1), round_event(2), {"type": "finished", "best_round": 2})
+    for service, node, examples in (("learner-1", "node-b", 24), ("learner-2", "node-c", 40)):
+        training.say(run, {"type": "ready", "learner": node},
+                     {"type": "fit", "round": 2, "examples": examples}, role="learner",
+                     service=service)
+    training.end(run, 0)
+    controller.reconcile(follow=False)
+    assert bed.record("alpha").phase is Phase.trained
+    assert "learners trained on node-b: 24 examples, node-c: 40 examples" in bed.log("alpha")
+    assert training.removed == [run]
+
+
+def test_on_a_swarm_without_learner_nodes_the_run_waits_saying_how_to_label_one(
+    tmp_path: Path,
+) -> None:
+    bed, training = swarm_bed(tmp_path, {}, [])
+    bed.sla("alpha", bed.repo("alpha"), training_configuration=TRAINING)
+    passes(bed.controller(), 3)
+    record = bed.record("alpha")
+    assert record.phase is Phase.failed and record.error_category == "placement"
+    assert "no learner node: no ready swarm node is labelled flops-learner=true" in (
+        record.error or "")
+    assert "--label-add flops-data-dir=" in (record.error or "")
+    assert record.waits == 1 and record.attempts == 0 and training.deployed == []
+
+
+def test_on_a_swarm_too_few_nodes_with_the_data_is_the_same_wait_as_on_compose(
+    tmp_path: Path,
+) -> None:
+    bed, training = swarm_bed(tmp_path, {"node-b": {"mnist"}, "node-c": {"other"}},
+                              ["node-b", "node-c"])
+    bed.sla("alpha", bed.repo("alpha"), training_configuration=TRAINING)
+    passes(bed.controller(), 3)
+    record = bed.record("alpha")
+    assert record.phase is Phase.failed and record.error_category == "placement"
+    assert "1 learner host holds the data tags mnist, min_available_clients is 2 " \
+           "(node-b: mnist; node-c: other)" in (record.error or "")
+    assert training.deployed == []
+
+
+def test_a_learner_task_lost_with_its_node_is_an_infrastructure_failure_not_the_data(
+    tmp_path: Path,
+) -> None:
+    bed, training = swarm_bed(tmp_path, {"node-b": {"mnist"}, "node-c": {"mnist"}},
+                              ["node-b", "node-c"])
+    bed.sla("alpha", bed.repo("alpha"), training_configuration=TRAINING)
+    controller = bed.controller()
+    passes(controller, 3)
+    run = training.only_run()
+    training.say(run, round_event(1))
+    training.end(run, 125, role="learner", service="learner-2",
+                 infrastructure="the swarm's task ended orphaned: node is down")
+    controller.reconcile(follow=False)
+    record = bed.record("alpha")
+    assert record.phase is Phase.failed and record.error_category == "infrastructure"
+    assert "(learner-2): the swarm's task ended orphaned: node is down" in (record.error or "")
+    assert record.attempts == 0  # not the project's: it does not use up attempts
+    assert training.removed == [run]
