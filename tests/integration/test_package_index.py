@@ -137,8 +137,9 @@ def test_a_site_ca_bundle_lets_pip_trust_an_https_index(
         # pip step read is not in the image (the bundle's own file in /app/.flops, part of the
         # build context, is not trusted by anything).
         out = docker("run", "--rm", "--entrypoint", "python3", ref, "-c",
-                     f"import {PACKAGE}, os; print({PACKAGE}.VERSION, "
-                     "os.environ.get('PIP_CERT'), os.path.exists('/tmp/flops/ca-bundle.pem'))")
+                     f"import {PACKAGE}, os, glob; print({PACKAGE}.VERSION, "
+                     "os.environ.get('PIP_CERT'), "
+                     "bool(glob.glob('/tmp/flops/**/ca-bundle.pem', recursive=True)))")
         assert out.split() == [VERSION, "None", "False"], out
         assert_only_installed_files_found(ref, (index,))
 
