@@ -122,10 +122,14 @@ def remove_images(refs: list[str]) -> None:
 
 def clear_caches(prefixes: list[str]) -> None:
     """No build cache and no image a build could start from, but the base (and the builder
-    image): the images of ``prefixes``, every runtime image, the classic builder's dangling
-    stage images, BuildKit's cache."""
+    image): the images of ``prefixes``, every runtime image of the engine's own platform (an
+    emulated platform's, which no figure here uses, costs minutes to make again), the classic
+    builder's dangling stage images, BuildKit's cache."""
     remove_images([ref for prefix in prefixes for ref in image_refs(prefix)])
-    remove_images(image_refs(f"{RUNTIME_REPOSITORY}:"))
+    own = docker("version", "--format", "{{.Server.Arch}}").strip()
+    remove_images([ref for ref in image_refs(f"{RUNTIME_REPOSITORY}:")
+                   if docker("image", "inspect", "--format", "{{.Architecture}}",
+                             ref).strip() == own])
     docker("image", "prune", "--force")
     docker("builder", "prune", "--all", "--force")
 
