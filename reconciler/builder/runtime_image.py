@@ -26,9 +26,12 @@ DOCKERFILE = ".flops/Dockerfile.runtime"
 IMAGE_REQUIREMENTS = ".flops/requirements-runtime-image.txt"  # both pin files, one a line
 
 
-def runtime_image_ref(base_id: str, dockerfile: str, runtime: Runtime) -> str:
+def runtime_image_ref(base_id: str, dockerfile: str, runtime: Runtime,
+                      platform: str | None = None) -> str:
+    """``platform``: only for a platform other than the engine's own (so the keys of native
+    runtime images stay what they were before platforms)."""
     digest = hashlib.sha256()
-    for part in (base_id, dockerfile, *runtime.image_requirements):
+    for part in (base_id, dockerfile, *runtime.image_requirements, *filter(None, [platform])):
         digest.update(part.encode() + b"\0")
     return f"{RUNTIME_REPOSITORY}:{digest.hexdigest()[:16]}"
 
@@ -36,19 +39,21 @@ def runtime_image_ref(base_id: str, dockerfile: str, runtime: Runtime) -> str:
 def ensure_runtime_image(
     engine: Engine, base: str, dockerfile: str, runtime: Runtime, *, ca_bundle: str = "",
     build_args: dict[str, str] | None = None, network: str | None = None,
+    platform: str | None = None,
 ) -> tuple[str, bool]:
     """The runtime image's reference on ``engine`` for the base image ``base`` (whose name
     ``dockerfile`` already carries), and whether it had to be built. ``base`` must exist
-    there; EngineError otherwise, as for any failed build."""
+    there; EngineError otherwise, as for any failed build. ``platform``: build it for that
+    platform (one other than the engine's own, under emulation)."""
     base_id = engine.image_id(base)
     if base_id is None:
         base_id = base  # the build below fails at FROM and says so
-    ref = runtime_image_ref(base_id, dockerfile, runtime)
+    ref = runtime_image_ref(base_id, dockerfile, runtime, platform)
     if engine.image_id(ref) is not None:
         return ref, False
     labels = {KEY_LABEL: ref.split(":", 1)[1], RUNTIME_LABEL: runtime.label}
     engine.build(_context(dockerfile, runtime, ca_bundle), ref, DOCKERFILE, labels,
-                 build_args=build_args, network=network)
+                 build_args=build_args, network=network, platform=platform)
     return ref, True
 
 
