@@ -117,3 +117,22 @@ def test_two_platforms_build_under_emulation_into_one_index_per_role(
     assert "cannot build linux/riscv64" in row["error"] and "buildx" not in row["error"]
     assert '[images.platforms] "linux/riscv64"' in row["error"]
     assert builds.created("both") == [builder]
+
+
+def test_doctor_says_which_platforms_each_image_builder_host_builds(
+    tmp_path: Path, registry: RegistryServer, base_image: str, arm64_base_image: str,
+) -> None:
+    ws = Workspace(tmp_path / "ws", registry.url, base_image,
+                   platforms={ARM64: arm64_base_image, "linux/s390x": "flops-base:no-such"})
+    lines = ws.run("doctor").stdout.splitlines()
+    (line,) = [line for line in lines if "platforms on local" in line]
+    assert line.startswith("problem") and f"{ARM64} (emulated from {arm64_base_image})" in line
+    assert "linux/amd64 (native)" in line
+    assert "linux/s390x: base image flops-base:no-such is not on local" in line
+    assert "setup.sh --platforms linux/s390x" in line
+
+    ws.platforms = {ARM64: arm64_base_image}
+    ws.write_config()
+    (line,) = [line for line in ws.run("doctor").stdout.splitlines()
+               if "platforms on local" in line]
+    assert line.startswith("ok") and f"{ARM64} (emulated" in line, line
