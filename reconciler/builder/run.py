@@ -226,12 +226,12 @@ def _targets(request: BuildRequest, repo_dir: Path, plan: DependencyPlan, report
         native = engine.platform()
     except EngineError as exc:
         raise _unreachable(exc) from exc
-    found = platform_targets(request, native, base_image(request.runtime_dockerfile) or "")
-    if all(t.native for t in found):
-        return [(t, plan) for t in found]
+    default_base = base_image(request.runtime_dockerfile) or ""
+    if (request.platforms or [native]) == [native]:
+        return [(t, plan) for t in platform_targets(request, native, default_base)]
     result = []
     with reporter.stage("platforms"):
-        for target in found:
+        for target in platform_targets(request, native, default_base):
             target_plan = plan
             if not target.native:
                 target_plan = plan_dependencies(repo_dir, target.options)

@@ -157,6 +157,17 @@ def test_an_engine_that_cannot_run_the_platform_fails_before_building(
     assert engine.platforms == []  # nothing was built
 
 
+def test_an_unconfigured_platform_fails_in_stage_platforms_before_building(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = PlatformEngine()
+    code, events, _ = build(tmp_path, engine, monkeypatch,
+                            platforms=["linux/amd64", "linux/riscv64"], platform_images=ARM)
+    error = events[-1]["error"]
+    assert code == 1 and error["stage"] == "platforms" and "linux/riscv64" in error["message"]
+    assert engine.platforms == [] and engine.probed == []
+
+
 def test_a_base_image_of_the_wrong_platform_is_named(tmp_path: Path) -> None:
     engine = PlatformEngine(arm_base_says="linux/amd64")
     req = parse_request(json.dumps(request_for(
