@@ -83,6 +83,7 @@ def build(root: Path, repo: Path, platform: str, base: str, arm_base: str) -> di
     (work / "desired").mkdir(parents=True)
     (work / "reconciler.toml").write_text(
         'registry = "local"\nallow_file_repos = true\nbuild_timeout = "60m"\n'
+        f'[builder]\nbase_image = "{base}"\n'
         f'[images]\nbase_image = "{base}"\n[images.platforms]\n"{EMULATED}" = "{arm_base}"\n'
         f'[build]\nca_bundle = "{CA_BUNDLE}"\n')
     sla = yaml.safe_load((ROOT / "desired" / "toy-regression.yaml").read_text())
