@@ -9,8 +9,17 @@
 #   4. dockerd, started in the background when `docker info` fails; /etc/docker/daemon.json
 #      lists the swarm test bed's subnet as an insecure (plain HTTP) registry network
 #   5. base image flops-base:bookworm (debootstrap + docker import, tarball cached in .cache/)
-# Fails (non-zero, with a message) when engine, compose plugin, docker-registry or the base
+#   6. on request only (FLOPS_PLATFORMS="linux/arm64", or --platforms linux/arm64): QEMU
+#      emulation for those platforms (binfmt_misc mounted, qemu-user-static + binfmt-support)
+#      and their base images flops-base:bookworm-<arch> (debootstrap --arch, tarball cached,
+#      then a classic `docker build --platform` FROM scratch, so the image says its platform)
+# Fails (non-zero, with a message) when engine, compose plugin, docker-registry or a base
 # image is missing at the end.
+#
+# Why emulation is on request, not always: registering QEMU in binfmt_misc is a machine-wide
+# kernel setting (every foreign binary on the machine then runs under QEMU, in containers and
+# out) and costs a few minutes once; machines that only build for their own platform, and
+# the example, need neither. scripts/test.sh asks for linux/arm64 (the platform tests need it).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +38,17 @@ DOCKERD_START_TIMEOUT="${DOCKERD_START_TIMEOUT:-90}"
 # are plain HTTP, so every daemon that pushes or pulls there must call it insecure (DESIGN §8).
 TESTBED_SUBNET="10.231.0.0/16"
 DAEMON_JSON="/etc/docker/daemon.json"
+
+# Extra platforms to prepare (emulation + base image); none unless asked for.
+PLATFORMS="${FLOPS_PLATFORMS:-}"
+while (($#)); do
+  case "$1" in
+    --platforms) PLATFORMS="${2:?--platforms needs a value, e.g. linux/arm64}"; shift 2 ;;
+    --platforms=*) PLATFORMS="${1#--platforms=}"; shift ;;
+    *) printf '[setup] ERROR: unknown option %s (known: --platforms LIST)\n' "$1" >&2; exit 2 ;;
+  esac
+done
+PLATFORMS="${PLATFORMS//,/ }"
 
 START_TS=$(date +%s)
 log() { printf '[setup] %s\n' "$*"; }
@@ -241,14 +261,117 @@ else
     "$tarball" "$BASE_IMAGE" >/dev/null
 fi
 
+# --- 6. emulated platforms (on request) -----------------------------------------------------
+# platform -> "debootstrap-arch qemu-binfmt-name"; a platform not listed cannot be prepared.
+emulation_of() {
+  case "$1" in
+    linux/arm64) echo "arm64 qemu-aarch64" ;;
+    linux/arm/v7) echo "armhf qemu-arm" ;;
+    linux/ppc64le) echo "ppc64el qemu-ppc64le" ;;
+    linux/s390x) echo "s390x qemu-s390x" ;;
+    *) return 1 ;;
+  esac
+}
+platform_base_image() { echo "flops-base:$BASE_SUITE-$(echo "${1#linux/}" | tr '/' '-')"; }
+BINFMT_DIR=/proc/sys/fs/binfmt_misc
+ensure_emulation() {  # $1: the qemu binfmt name, e.g. qemu-aarch64
+  local handler=$1 pkg status missing=()
+  if [[ ! -e "$BINFMT_DIR/register" ]]; then
+    log "mounting binfmt_misc at $BINFMT_DIR"
+    mount -t binfmt_misc binfmt_misc "$BINFMT_DIR" \
+      || die "cannot mount binfmt_misc (needs root and a kernel with binfmt_misc): no emulated platforms"
+  fi
+  for pkg in qemu-user-static binfmt-support; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    log "installing Debian packages for emulation: ${missing[*]}"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  fi
+  # No init system here runs binfmt-support at boot: register the handler when it is missing
+  # (after a reboot, or when the packages came before binfmt_misc was mounted).
+  if ! grep -qx enabled "$BINFMT_DIR/$handler" 2>/dev/null; then
+    log "registering $handler in binfmt_misc"
+    update-binfmts --enable "$handler" || die "update-binfmts --enable $handler failed"
+  fi
+  # Without the fix-binary flag the kernel looks for the interpreter inside each container.
+  grep -q '^flags: .*F' "$BINFMT_DIR/$handler" \
+    || die "$handler is registered without the fix-binary flag (F), which containers need; remove it (echo -1 > $BINFMT_DIR/$handler) and run setup.sh again"
+  log "emulation: $handler registered ($(grep '^flags' "$BINFMT_DIR/$handler"))"
+}
+image_platform() {
+  docker image inspect --format '{{.Os}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}}' "$1" 2>/dev/null || true
+}
+ensure_platform_base() {  # $1: platform, $2: debootstrap arch
+  local platform=$1 arch=$2 image key tarball rootfs mirror t0 ctx
+  image="$(platform_base_image "$platform")"
+  if [[ "$(image_platform "$image")" == "$platform" ]]; then
+    log "base image $image ($platform) present"
+    return 0
+  fi
+  key="$(printf '%s|%s|%s|%s' minbase "$BASE_SUITE" "$BASE_INCLUDE" "$arch" | sha256sum | cut -c1-16)"
+  tarball="$CACHE_DIR/base-image/flops-base-$BASE_SUITE-$arch-$key.tar"
+  if [[ ! -s "$tarball" ]]; then
+    mkdir -p "$CACHE_DIR/base-image"
+    rootfs="$CACHE_DIR/base-image/rootfs-$arch-$key"
+    rm -rf "$rootfs"
+    mirror="$(debian_mirror || true)"
+    log "debootstrap --arch=$arch $BASE_SUITE (minbase, include=$BASE_INCLUDE; the second stage runs under QEMU): a few minutes"
+    t0=$SECONDS
+    debootstrap --arch="$arch" --variant=minbase --include="$BASE_INCLUDE" "$BASE_SUITE" "$rootfs" ${mirror:+"$mirror"} \
+      >"$CACHE_DIR/base-image/debootstrap-$arch.log" 2>&1 \
+      || { tail -n 30 "$CACHE_DIR/base-image/debootstrap-$arch.log" >&2; die "debootstrap --arch=$arch failed (see $CACHE_DIR/base-image/debootstrap-$arch.log)"; }
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*_Packages
+    log "debootstrap --arch=$arch done in $((SECONDS - t0))s; writing $tarball"
+    tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" .
+    mv "$tarball.tmp" "$tarball"
+    rm -rf "$rootfs"
+  else
+    log "using cached rootfs tarball $tarball"
+  fi
+  # `docker import --platform` records the engine's own platform; a classic build FROM
+  # scratch with --platform makes an image whose config says $platform.
+  ctx="$(mktemp -d "$CACHE_DIR/base-image/context-XXXXXX")"
+  ln "$tarball" "$ctx/rootfs.tar" 2>/dev/null || cp "$tarball" "$ctx/rootfs.tar"
+  printf '%s\n' 'FROM scratch' 'ADD rootfs.tar /' \
+    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8' \
+    "LABEL org.flops.base.include=$BASE_INCLUDE" 'CMD ["/bin/bash"]' >"$ctx/Dockerfile"
+  log "building $image for $platform from $tarball"
+  # FLOPS_DOCKER_LOCK: a lock file that engines shared by several people hold around builds.
+  if ! ${FLOPS_DOCKER_LOCK:+flock "$FLOPS_DOCKER_LOCK"} env DOCKER_BUILDKIT=0 \
+      docker build -q --platform "$platform" -t "$image" "$ctx" >/dev/null; then
+    rm -rf "$ctx"
+    die "docker build of $image failed"
+  fi
+  rm -rf "$ctx"
+  [[ "$(image_platform "$image")" == "$platform" ]] \
+    || die "$image says $(image_platform "$image"), not $platform"
+}
+platform_images=()
+for platform in $PLATFORMS; do
+  [[ "$platform" == linux/amd64 ]] && continue  # the native platform: section 5
+  spec="$(emulation_of "$platform")" \
+    || die "cannot prepare $platform (known: linux/arm64, linux/arm/v7, linux/ppc64le, linux/s390x)"
+  read -r deb_arch handler <<<"$spec"
+  [[ $(id -u) -eq 0 ]] || die "need root to prepare emulation for $platform"
+  ensure_emulation "$handler"
+  ensure_platform_base "$platform" "$deb_arch"
+  platform_images+=("$(platform_base_image "$platform")")
+done
+
 # --- final checks ---------------------------------------------------------------------------
 problems=()
 engine_up || problems+=("Docker engine not answering on $DOCKER_SOCK (docker info fails)")
 docker compose version >/dev/null 2>&1 || problems+=("'docker compose' plugin not working ($plugin)")
 command -v docker-registry >/dev/null 2>&1 || problems+=("docker-registry binary not on PATH (apt-get install docker-registry)")
 docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || problems+=("base image $BASE_IMAGE missing")
+for image in "${platform_images[@]}"; do
+  docker image inspect "$image" >/dev/null 2>&1 || problems+=("base image $image missing")
+done
 if ((${#problems[@]})); then
   for p in "${problems[@]}"; do printf '[setup] MISSING: %s\n' "$p" >&2; done
   die "setup incomplete"
 fi
-log "ready: $(docker info --format 'engine {{.ServerVersion}}'), $(docker compose version --short 2>/dev/null | sed 's/^/compose /'), docker-registry, $BASE_IMAGE ($(($(date +%s) - START_TS))s)"
+log "ready: $(docker info --format 'engine {{.ServerVersion}}'), $(docker compose version --short 2>/dev/null | sed 's/^/compose /'), docker-registry, $BASE_IMAGE${platform_images[*]:+ ${platform_images[*]}} ($(($(date +%s) - START_TS))s)"

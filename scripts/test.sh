@@ -8,7 +8,8 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 
-bash scripts/setup.sh
+# The platform tests build linux/arm64 images under QEMU: ask setup.sh for that emulation.
+bash scripts/setup.sh --platforms "${FLOPS_PLATFORMS:-linux/arm64}"
 
 VENV_BIN="$REPO_ROOT/.venv/bin"
 export PATH="$VENV_BIN:$PATH"

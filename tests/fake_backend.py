@@ -106,7 +106,7 @@ class FakeBackend:
         self.down: str | None = None  # the engine's error while it is down
         self.unreachable: str | None = None  # pick_host's error (no host answers)
         self.refuse_deploy: str | None = None  # deploy's error (the engine refuses it)
-        self.buildx = True
+        self.native = "linux/amd64"  # the engine's own platform
         self.image_built = False
         self.fail_output_after: int | None = None  # output breaks off after this many lines
         self.removing: threading.Event | None = None  # set: a remove has begun
@@ -129,8 +129,9 @@ class FakeBackend:
             tell(f"built builder image flops-builder:latest on {host.name}")
         return "flops-builder:latest"
 
-    def has_buildx(self, host: HostConfig) -> bool:
-        return self.buildx
+    def platform(self, host: HostConfig) -> str:
+        self._check()
+        return self.native
 
     def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str,
                copy_in: Sequence[tuple[Path, str]] = ()) -> Builder:

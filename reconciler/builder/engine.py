@@ -108,8 +108,12 @@ class Engine:
             conn.close()
             raise EngineError(f"{method} {path} to the Docker engine failed: {exc}") from exc
 
-    def _call(self, method: str, path: str) -> tuple[int, Any]:
-        conn, response = self._request(method, path)
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None
+              ) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        conn, response = self._request(
+            method, path, body=json.dumps(body).encode() if body is not None else None,
+            headers=headers)
         try:
             raw = response.read()
         finally:
@@ -139,6 +143,44 @@ class Engine:
             raise EngineError(f"inspecting {ref} failed: {_message(payload)}", status=status)
         return str(payload["Id"])
 
+    def image_platform(self, ref: str) -> str | None:
+        """The platform an image's config records (`linux/arm64`, `linux/arm/v7`), or None
+        when the engine has no such image."""
+        status, payload = self._call("GET", f"/images/{_quote(ref)}/json")
+        if status == 404:
+            return None
+        if status != 200 or not isinstance(payload, dict):
+            raise EngineError(f"inspecting {ref} failed: {_message(payload)}", status=status)
+        variant = f"/{payload['Variant']}" if payload.get("Variant") else ""
+        return f"{payload.get('Os', 'linux')}/{payload.get('Architecture', '?')}{variant}"
+
+    def runs(self, image: str, platform: str) -> None:
+        """Run a shell of ``image`` as ``platform`` once (no network): EngineError unless
+        it exits 0. Proves that the engine executes that platform's programs (natively, or
+        through a QEMU handler the kernel's binfmt_misc knows), as the RUN steps of a build
+        for it must."""
+        query = urllib.parse.urlencode({"platform": platform})
+        status, payload = self._call("POST", f"/containers/create?{query}", {
+            "Image": image, "Cmd": ["/bin/sh", "-c", "exit 0"], "Entrypoint": [],
+            "Labels": {"flops.role": "platform-probe"},
+            "HostConfig": {"NetworkMode": "none"},
+        })
+        if status != 201 or not isinstance(payload, dict):
+            raise EngineError(f"creating a {platform} container of {image} failed: "
+                              f"{_message(payload)}", status=status)
+        container = str(payload["Id"])
+        try:
+            status, payload = self._call("POST", f"/containers/{container}/start")
+            if status not in (204, 304):
+                raise EngineError(_message(payload), status=status)
+            status, payload = self._call("POST", f"/containers/{container}/wait")
+            code = payload.get("StatusCode") if isinstance(payload, dict) else None
+            if status != 200 or code != 0:
+                raise EngineError(f"a shell of {image} exited with status {code}",
+                                  status=status)
+        finally:
+            self._call("DELETE", f"/containers/{container}?force=1&v=1")
+
     def build(
         self,
         context: bytes | IO[bytes],
@@ -149,17 +191,22 @@ class Engine:
         build_args: dict[str, str] | None = None,
         network: str | None = None,
         target: str | None = None,
+        platform: str | None = None,
         on_line: Callable[[str], None] | None = None,
     ) -> tuple[str, list[str]]:
         """Build `tag` from a tar context; (image id, output lines). EngineError on failure.
         `network`: the network of the RUN steps (e.g. "host" to reach a local index);
-        `target`: the stage to build (default: the last one)."""
+        `target`: the stage to build (default: the last one); `platform`: build for that
+        platform (the classic builder then wants base images of it, and runs RUN steps
+        under emulation when it is not the engine's own)."""
         fields = {"t": tag, "dockerfile": dockerfile_path, "labels": json.dumps(labels),
                   "rm": "1", "forcerm": "1", "buildargs": json.dumps(build_args or {})}
         if network:
             fields["networkmode"] = network
         if target:
             fields["target"] = target
+        if platform:
+            fields["platform"] = platform
         query = urllib.parse.urlencode(fields)
         headers = {"Content-Type": "application/x-tar"}
         if not isinstance(context, bytes):

@@ -31,9 +31,12 @@ from .context import dockerfile_path, write_flops_dir, write_tar
 from .deps import DependencyPlan, plan_dependencies
 from .dockerfile import base_image, has_stage, with_base_image, with_conda_hook
 from .engine import Engine, EngineError, EngineUnreachable, split_reference
+from .index import PublishError, publish_index
 from .limits import MAX_LOG_BYTES, size_text
 from .model_context import DOCKERFILE as MODEL_DOCKERFILE
 from .model_context import check_model, write_model_context
+from .platforms import Target, check_emulated
+from .platforms import targets as platform_targets
 from .problems import StageFailure, failure_from_problems
 from .repairs import REPAIRS_LABEL
 from .runtime import RUNTIME_LABEL, Runtime, load_runtime
@@ -67,18 +70,20 @@ class Reporter:
         self.unsent = 0  # log events not sent once the budget was spent
 
     @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
+    def stage(self, name: str, platform: str | None = None) -> Iterator[None]:
+        """A stage; ``platform``: the platform it is for, in a multi-platform build (its
+        events say it, its timing is ``<stage> <platform>``)."""
         self.current = name
-        protocol.emit({"type": "stage", "stage": name, "state": "start"}, self.out)
+        which = {"platform": platform} if platform else {}
+        protocol.emit({"type": "stage", "stage": name, **which, "state": "start"}, self.out)
         started = self.clock()
         try:
             yield
         finally:
             seconds = round(self.clock() - started, 3)
-            self.timings[name] = seconds
-            protocol.emit(
-                {"type": "stage", "stage": name, "state": "end", "seconds": seconds}, self.out
-            )
+            self.timings[f"{name} {platform}" if platform else name] = seconds
+            protocol.emit({"type": "stage", "stage": name, **which, "state": "end",
+                           "seconds": seconds}, self.out)
 
     def log(self, level: str, message: str, details: list[str] | None = None) -> None:
         event: dict[str, Any] = {
@@ -102,12 +107,15 @@ class Reporter:
             self.unsent = 0
 
     def succeeded(
-        self, images: dict[str, str], digests: dict[str, str], plan: DependencyPlan | None
+        self, images: dict[str, str], digests: dict[str, str], plan: DependencyPlan | None,
+        platform_digests: dict[str, dict[str, str]] | None = None,
     ) -> int:
-        """The ok result; ``plan`` None for a trained model (no dependencies, no repairs)."""
+        """The ok result; ``plan`` None for a trained model (no dependencies, no repairs);
+        ``platform_digests``: role -> platform -> the digest of that platform's image."""
         self._count_unsent()
         protocol.emit(
             {"type": "result", "ok": True, "images": images, "digests": digests,
+             "platform_digests": platform_digests or {},
              "timings": self.timings, "repairs": plan.repairs if plan else [],
              "repair_diffs": [r.as_json() for r in plan.repair_diffs] if plan else [],
              "base_image": plan.base_image if plan else None},
@@ -180,12 +188,65 @@ def _stages(
             reporter.log(note.level, note.message, list(note.details))
     engine = engine_factory()
     runtime = load_runtime()
-    with reporter.stage("runtime"):
-        runtime_image = _runtime_image(request, plan, runtime, reporter, engine)
-    dockerfiles = _dockerfiles(request, plan, runtime_image)
-    ids = _build(request, repo_dir, plan, dockerfiles, runtime, reporter, engine)
-    digests = _push(request, reporter, engine, protocol.ROLES) if request.push else ids
-    return reporter.succeeded(dict(request.images), digests, plan)
+    targets = _targets(request, repo_dir, plan, reporter, engine)
+    multi = len(targets) > 1
+    dockerfiles: dict[str, str] = {}
+    for target, target_plan in targets:
+        with reporter.stage("runtime", target.platform if multi else None):
+            runtime_image = _runtime_image(request, target, target_plan, runtime, reporter,
+                                           engine)
+        for role, text in _dockerfiles(request, target_plan, runtime_image).items():
+            dockerfiles[target.dockerfile_key(role)] = text
+    ids = _build(request, repo_dir, plan, [t for t, _ in targets], dockerfiles, runtime,
+                 reporter, engine)
+    if not request.push:
+        return reporter.succeeded(dict(request.images), ids[targets[0][0].platform], plan,
+                                  _by_role(ids))
+    pushed = {t.platform: _push(request, reporter, engine, protocol.ROLES, t if multi else None)
+              for t, _ in targets}
+    digests = _publish(request, reporter, pushed) if multi else pushed[targets[0][0].platform]
+    return reporter.succeeded(dict(request.images), digests, plan, _by_role(pushed))
+
+
+def _by_role(per_platform: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """platform -> role -> digest, as role -> platform -> digest."""
+    roles: dict[str, dict[str, str]] = {}
+    for platform, digests in per_platform.items():
+        for role, digest in digests.items():
+            roles.setdefault(role, {})[platform] = digest
+    return roles
+
+
+def _targets(request: BuildRequest, repo_dir: Path, plan: DependencyPlan, reporter: Reporter,
+             engine: Engine) -> list[tuple[Target, DependencyPlan]]:
+    """The build's platforms, each with its dependency plan (the same but for the base image
+    its own python map or conda base chooses); emulated ones checked in stage ``platforms``
+    before anything is built."""
+    try:
+        native = engine.platform()
+    except EngineError as exc:
+        raise _unreachable(exc) from exc
+    default_base = base_image(request.runtime_dockerfile) or ""
+    if (request.platforms or [native]) == [native]:
+        return [(t, plan) for t in platform_targets(request, native, default_base)]
+    result = []
+    with reporter.stage("platforms"):
+        for target in platform_targets(request, native, default_base):
+            target_plan = plan
+            if not target.native:
+                target_plan = plan_dependencies(repo_dir, target.options)
+                if target_plan.problems:
+                    raise failure_from_problems(target_plan.problems)
+                try:
+                    line = check_emulated(engine, target,
+                                          target_plan.base_image or target.base_image)
+                except EngineUnreachable as exc:
+                    raise _unreachable(exc) from exc
+                reporter.log("INFO", line)
+            else:
+                reporter.log("INFO", f"{target.platform}: this engine's own platform")
+            result.append((target, target_plan))
+    return result
 
 
 def _trained_model(request: BuildRequest, reporter: Reporter, engine_factory: EngineFactory) -> int:
@@ -239,16 +300,18 @@ def _model_build_failure(exc: EngineError, learner_image: str) -> StageFailure:
 
 
 def _runtime_image(
-    request: BuildRequest, plan: DependencyPlan, runtime: Runtime, reporter: Reporter,
-    engine: Engine,
+    request: BuildRequest, target: Target, plan: DependencyPlan, runtime: Runtime,
+    reporter: Reporter, engine: Engine,
 ) -> str:
-    """The FL runtime image for the chosen base on this engine: found, or built now."""
-    base = plan.base_image or base_image(request.runtime_dockerfile) or ""
+    """The FL runtime image for the target's chosen base on this engine: found, or built
+    now (for another platform than the engine's, under emulation)."""
+    base = plan.base_image or target.base_image
     try:
         dockerfile = with_base_image(request.runtime_dockerfile, base)
         ref, built = ensure_runtime_image(
             engine, base, dockerfile, runtime, ca_bundle=request.ca_bundle,
-            build_args=request.build_args, network=request.build_network)
+            build_args=request.build_args, network=request.build_network,
+            platform=target.build_platform)
     except ValueError as exc:
         raise StageFailure(
             "infrastructure", f"cannot set the runtime image's base to {base!r}: {exc}",
@@ -257,7 +320,8 @@ def _runtime_image(
     except EngineError as exc:
         raise _build_failure(exc, "runtime", dockerfile) from exc
     what = "built" if built else "found"
-    reporter.log("INFO", f"FL runtime image {ref} {what} (base {base}: {runtime.label})")
+    where = "" if target.native else f" for {target.platform}"
+    reporter.log("INFO", f"FL runtime image {ref} {what}{where} (base {base}: {runtime.label})")
     return ref
 
 
@@ -279,48 +343,39 @@ def _dockerfiles(request: BuildRequest, plan: DependencyPlan, runtime_image: str
 
 
 def _build(
-    request: BuildRequest, repo_dir: Path, plan: DependencyPlan, dockerfiles: dict[str, str],
-    runtime: Runtime, reporter: Reporter, engine: Engine,
-) -> dict[str, str]:
+    request: BuildRequest, repo_dir: Path, plan: DependencyPlan, targets: list[Target],
+    dockerfiles: dict[str, str], runtime: Runtime, reporter: Reporter, engine: Engine,
+) -> dict[str, dict[str, str]]:
+    """Every role of every platform, one context for all (each platform has its own
+    Dockerfiles in it); platform -> role -> image id."""
     replaced = write_flops_dir(repo_dir, dockerfiles, plan.requirements, plan.conda_packages,
                                plan.conda_channels, request.ca_bundle, runtime)
     if replaced is not None:
         reporter.log("WARN", f"the repository's .flops ({replaced}) was removed: the builder "
                      "writes its generated files there")
-    ids: dict[str, str] = {}
+    multi = len(targets) > 1
+    ids: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryFile() as tar:
         write_tar(repo_dir, tar)
-        for role in protocol.ROLES:
-            with reporter.stage(f"build:{role}"):
-                if not ids:
-                    _warn_platforms(request, reporter, engine)
-                labels = {**request.labels, "flops.role": role,
-                          REPAIRS_LABEL: plan.label(role), RUNTIME_LABEL: runtime.label}
-                ref = request.images[role]
-                target = role if has_stage(dockerfiles[role], role) else None
-                try:
-                    ids[role], _lines = engine.build(
-                        tar, ref, dockerfile_path(role), labels,
-                        build_args=request.build_args, network=request.build_network,
-                        target=target)
-                except EngineError as exc:
-                    raise _build_failure(exc, role, dockerfiles[role]) from exc
-                reporter.log("INFO", f"built {role} image {ref} ({ids[role]})")
+        for target in targets:
+            built = ids.setdefault(target.platform, {})
+            for role in protocol.ROLES:
+                with reporter.stage(f"build:{role}", target.platform if multi else None):
+                    labels = {**request.labels, "flops.role": role,
+                              REPAIRS_LABEL: plan.label(role), RUNTIME_LABEL: runtime.label}
+                    ref = target.tag(request.images[role])
+                    key = target.dockerfile_key(role)
+                    stage = role if has_stage(dockerfiles[key], role) else None
+                    try:
+                        built[role], _lines = engine.build(
+                            tar, ref, dockerfile_path(key), labels,
+                            build_args=request.build_args, network=request.build_network,
+                            target=stage, platform=target.build_platform)
+                    except EngineError as exc:
+                        raise _build_failure(exc, role, dockerfiles[key]) from exc
+                    how = "" if target.native else f" for {target.platform} (emulated)"
+                    reporter.log("INFO", f"built {role} image {ref}{how} ({built[role]})")
     return ids
-
-
-def _warn_platforms(request: BuildRequest, reporter: Reporter, engine: Engine) -> None:
-    try:
-        native = engine.platform()
-    except EngineUnreachable as exc:
-        raise _unreachable(exc) from exc
-    except EngineError as exc:
-        reporter.log("WARN", f"cannot tell the engine's platform: {exc}")
-        return
-    wanted = request.platforms or [native]
-    if wanted != [native]:
-        reporter.log("WARN", f"supported_platforms is {', '.join(wanted)}, but this builder "
-                     f"builds for its engine's platform only ({native})")
 
 
 def _unreachable(exc: EngineError) -> StageFailure:
@@ -369,13 +424,41 @@ def _build_failure(exc: EngineError, role: str, dockerfile: str) -> StageFailure
     )
 
 
+def _publish(request: BuildRequest, reporter: Reporter,
+             pushed: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The multi-platform image of each role under its normal name: a manifest list of the
+    platforms' pushed manifests; role -> the list's digest."""
+    if not request.registry_url:
+        raise StageFailure("infrastructure", "a multi-platform build needs the registry's URL "
+                           "and the request names none", "update the reconciler")
+    digests: dict[str, str] = {}
+    for role in protocol.ROLES:
+        ref = request.images[role]
+        with reporter.stage(f"index:{role}"):
+            name, tag = split_reference(ref)
+            repository = name.split("/", 1)[1]
+            members = [(platform, of_platform[role]) for platform, of_platform in pushed.items()]
+            try:
+                digests[role] = publish_index(request.registry_url, repository, tag, members)
+            except PublishError as exc:
+                raise StageFailure(
+                    "push", f"publishing the multi-platform image {ref} failed: {exc}",
+                    f"check that {request.registry_url} takes manifest lists from the "
+                    "image-builder host") from exc
+            reporter.log("INFO", f"published {ref}@{digests[role]} for "
+                         f"{', '.join(platform for platform, _ in members)}")
+    return digests
+
+
 def _push(
-    request: BuildRequest, reporter: Reporter, engine: Engine, roles: tuple[str, ...]
+    request: BuildRequest, reporter: Reporter, engine: Engine, roles: tuple[str, ...],
+    target: Target | None = None,
 ) -> dict[str, str]:
+    """Push each role's image (``target``: that platform's, in a multi-platform build)."""
     digests: dict[str, str] = {}
     for role in roles:
-        ref = request.images[role]
-        with reporter.stage(f"push:{role}"):
+        ref = target.tag(request.images[role]) if target else request.images[role]
+        with reporter.stage(f"push:{role}", target.platform if target else None):
             try:
                 digests[role] = engine.push(ref)
             except EngineUnreachable as exc:

@@ -30,9 +30,12 @@ IN_PLACE_STAGE = "runtime-in-place"  # templates/Dockerfile.runtime.j2: the stag
 IN_PLACE_ARG = "FLOPS_RUNTIME_IN_PLACE"  # site settings, and the argument that turns it on
 
 
-def runtime_image_ref(base_id: str, dockerfile: str, runtime: Runtime) -> str:
+def runtime_image_ref(base_id: str, dockerfile: str, runtime: Runtime,
+                      platform: str | None = None) -> str:
+    """``platform``: only for a platform other than the engine's own (so the keys of native
+    runtime images stay what they were before platforms)."""
     digest = hashlib.sha256()
-    for part in (base_id, dockerfile, *runtime.image_requirements):
+    for part in (base_id, dockerfile, *runtime.image_requirements, *filter(None, [platform])):
         digest.update(part.encode() + b"\0")
     return f"{RUNTIME_REPOSITORY}:{digest.hexdigest()[:16]}"
 
@@ -40,14 +43,16 @@ def runtime_image_ref(base_id: str, dockerfile: str, runtime: Runtime) -> str:
 def ensure_runtime_image(
     engine: Engine, base: str, dockerfile: str, runtime: Runtime, *, ca_bundle: str = "",
     build_args: dict[str, str] | None = None, network: str | None = None,
+    platform: str | None = None,
 ) -> tuple[str, bool]:
     """The runtime image's reference on ``engine`` for the base image ``base`` (whose name
     ``dockerfile`` already carries), and whether it had to be built. ``base`` must exist
-    there; EngineError otherwise, as for any failed build."""
+    there; EngineError otherwise, as for any failed build. ``platform``: build it for that
+    platform (one other than the engine's own, under emulation)."""
     base_id = engine.image_id(base)
     if base_id is None:
         base_id = base  # the build below fails at FROM and says so
-    ref = runtime_image_ref(base_id, dockerfile, runtime)
+    ref = runtime_image_ref(base_id, dockerfile, runtime, platform)
     if engine.image_id(ref) is not None:
         return ref, False
     labels = {KEY_LABEL: ref.split(":", 1)[1], RUNTIME_LABEL: runtime.label}
@@ -56,7 +61,8 @@ def ensure_runtime_image(
     in_place = not build_args
     engine.build(_context(dockerfile, runtime, ca_bundle), ref, DOCKERFILE, labels,
                  build_args={**(build_args or {}), IN_PLACE_ARG: "1" if in_place else "0"},
-                 network=network, target=IN_PLACE_STAGE if in_place else None)
+                 network=network, target=IN_PLACE_STAGE if in_place else None,
+                 platform=platform)
     return ref, True
 
 

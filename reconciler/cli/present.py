@@ -28,6 +28,7 @@ def status_row(record: ProjectRecord, store: StateStore) -> dict[str, Any]:
         "commit": record.commit,
         "images": record.images,
         "digests": record.digests,
+        "platform_digests": record.platform_digests,
         "timings": record.timings,
         "repairs": record.repairs,
         "repair_diffs": [repair.as_json() for repair in record.repair_diffs],

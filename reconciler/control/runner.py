@@ -22,6 +22,7 @@ from reconciler.core import transitions
 from reconciler.core.build_request import builder_spec
 from reconciler.core.events import LogLine, Outcome, no_result_outcome, translate
 from reconciler.core.failure import Failure, infrastructure
+from reconciler.core.platforms import unbuildable
 from reconciler.core.project import BuildRecord, DesiredProject
 from reconciler.core.render import render_compose, render_request
 from reconciler.edges.backend import PLACED, BackendError, Builder, Unschedulable
@@ -79,11 +80,14 @@ class BuildRunner:
             self._fail_all(projects, "deploy", infrastructure(str(error)))
             return
         platforms = [p.value for p in leader.sla.supported_platforms]
-        if len(platforms) > 1 and not backend.has_buildx(host):
-            self._fail_all(projects, "deploy", Failure("build", (
-                f"multi-platform images ({', '.join(platforms)}) need docker buildx on the "
-                f"image-builder host {host.name}, which does not have it; install the buildx "
-                "plugin there or request a single platform in supported_platforms")))
+        try:
+            native = backend.platform(host)
+        except BackendError as error:
+            self._fail_all(projects, "deploy", infrastructure(str(error)))
+            return
+        problem = unbuildable(self.config, platforms, native, host.name)
+        if problem is not None:
+            self._fail_all(projects, "deploy", Failure("build", problem))
             return
         self.report(StageReport(leader.name, f"preparing builder image on {host.name}"))
         try:

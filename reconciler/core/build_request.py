@@ -7,6 +7,7 @@ builder would be told without starting one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from jinja2 import Environment
@@ -14,6 +15,7 @@ from jinja2 import Environment
 from reconciler import __version__
 from reconciler.core.config import Config, HostConfig
 from reconciler.core.naming import ROLES, build_key, builder_name, image_refs
+from reconciler.core.platforms import platform_images
 from reconciler.core.project import DesiredProject
 from reconciler.core.render import (
     REPO_MOUNT,
@@ -38,7 +40,7 @@ def image_labels(project: DesiredProject, commit: str, key: str) -> dict[str, st
     }
 
 
-def build_settings(config: Config) -> dict[str, Any]:
+def build_settings(config: Config, project: DesiredProject | None = None) -> dict[str, Any]:
     """The configuration that shapes the images, part of the build key: changing the base
     images or the package index makes a different build."""
     return {
@@ -47,11 +49,20 @@ def build_settings(config: Config) -> dict[str, Any]:
         "conda_base_image": config.images.conda_base_image,
         "build_args": config.build.build_args(),
         "ca_bundle": config.build.ca_bundle,
+        **_platform_settings(project.sla.supported_platforms if project else (), config),
     }
 
 
+def _platform_settings(platforms: Sequence[str], config: Config) -> dict[str, Any]:
+    """The images of the extra platforms this project asks for (none: nothing, so the keys
+    of single-platform builds stay what they were before platforms were configurable)."""
+    used = {p: config.images.platforms[p].model_dump() for p in sorted(platforms)
+            if p in config.images.platforms}
+    return {"platform_images": used} if used else {}
+
+
 def project_build_key(project: DesiredProject, commit: str, config: Config) -> str:
-    return build_key(project.image_inputs, commit, __version__, build_settings(config))
+    return build_key(project.image_inputs, commit, __version__, build_settings(config, project))
 
 
 def builder_spec(
@@ -64,6 +75,7 @@ def builder_spec(
     sla = project.sla
     key = project_build_key(project, commit, config)
     local = is_local(sla.ml_repo_url)
+    request_platforms = [p.value for p in sla.supported_platforms]
     request = BuildRequest(
         project=project.name,
         build_key=key,
@@ -72,7 +84,7 @@ def builder_spec(
         commit=commit,
         ref=sla.ml_repo_ref,
         flavor=sla.ml_model_flavor.value,
-        platforms=[p.value for p in sla.supported_platforms],
+        platforms=request_platforms,
         use_devel_base_images=sla.use_devel_base_images,
         images=image_refs(config.image_prefix, sla.ml_repo_url, commit),
         push=not config.local_registry,
@@ -87,6 +99,9 @@ def builder_spec(
         build_args=config.build.build_args(),
         build_network=config.build.network,
         ca_bundle=ca_bundle,
+        platform_images={p: images for p, images in platform_images(config).items()
+                         if p in request_platforms},
+        registry_url="" if config.local_registry else config.registry,
     )
     return BuilderSpec(
         name=builder_name(project.name, key),

@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 IMAGE_BUILDER_ADDON = "image-builder"
 LEARNER_ADDON = "FLOps-learner"
 LOCAL_REGISTRY_PREFIX = "flops.local"
+_PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 # The longest duration any key takes: far beyond a sensible timeout or interval, far below
@@ -82,11 +83,38 @@ class BuilderConfig(_Section):
     network: str = "host"
 
 
+def _platform_entry(value: Any) -> Any:
+    """`"linux/arm64" = "image"` is short for `[images.platforms."linux/arm64"] base_image`."""
+    return {"base_image": value} if isinstance(value, str) else value
+
+
+class PlatformImages(_Section):
+    """`[images.platforms."<os>/<arch>"]`: the images one extra platform builds from, as
+    `[images]` says them for the native one."""
+
+    base_image: str
+    python: dict[str, str] = Field(default_factory=dict)
+    conda_base_image: str | None = None
+
+
 class ImagesConfig(_Section):
     base_image: str = "python:3.11-slim"
     # `[images.python]`: FL-actor base image per python version pinned in conda.yaml.
     python: dict[str, str] = Field(default_factory=dict)
     conda_base_image: str | None = None  # for repositories that need conda-only packages
+    # `[images.platforms]`: what each platform other than the image-builder host's own builds
+    # from (emulated with QEMU there); the keys above serve the host's own platform.
+    platforms: dict[str, Annotated[PlatformImages, BeforeValidator(_platform_entry)]] = Field(
+        default_factory=dict)
+
+    @field_validator("platforms")
+    @classmethod
+    def _platform_keys(cls, value: dict[str, PlatformImages]) -> dict[str, PlatformImages]:
+        for key in value:
+            if not _PLATFORM.match(key):
+                raise ValueError(f"{key!r} is not a platform; write it as os/arch, e.g. "
+                                 '"linux/arm64" (or os/arch/variant, e.g. "linux/arm/v7")')
+        return value
 
 
 class BuildConfig(_Section):

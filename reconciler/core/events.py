@@ -21,7 +21,8 @@ from reconciler.protocol.repair import Repair
 MESSAGE_LIMIT = 1000
 DETAIL_LINES, DETAIL_WIDTH = 20, 300
 REPAIR_LIMIT = 10
-NAME_LIMIT, VALUE_LIMIT, MAP_LIMIT = 40, 300, 16
+# MAP_LIMIT: a three-platform build reports 21 stage timings.
+NAME_LIMIT, VALUE_LIMIT, MAP_LIMIT = 40, 300, 24
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Outcome:
     ok: bool
     images: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
+    # role -> platform -> the digest of that platform's image (``digests``: the index's)
+    platform_digests: dict[str, dict[str, str]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     repairs: tuple[str, ...] = ()
     repair_diffs: tuple[Repair, ...] = ()  # the builder's own repair values
@@ -61,10 +64,13 @@ def event_lines(event: dict[str, Any]) -> list[LogLine]:
     kind = event.get("type")
     stage = _text(event.get("stage"), "build", NAME_LIMIT)
     if kind == "stage":
+        # a stage of one platform in a multi-platform build: "build:learner linux/arm64 ..."
+        platform = _text(event.get("platform"), "", NAME_LIMIT)
+        lead = f"{platform} " if platform else ""
         if event.get("state") == "start":
-            return [LogLine("INFO", stage, "started")]
+            return [LogLine("INFO", stage, f"{lead}started")]
         seconds = _seconds(event.get("seconds"))
-        return [LogLine("INFO", stage, f"finished in {seconds:.1f}s")]
+        return [LogLine("INFO", stage, f"{lead}finished in {seconds:.1f}s")]
     if kind == "log":
         level = _text(event.get("level"), "INFO")
         level = level if level in ("INFO", "WARN", "ERROR") else "INFO"
@@ -85,6 +91,9 @@ def outcome_of(event: dict[str, Any]) -> Outcome:
             ok=True,
             images=_str_mapping(event.get("images")),
             digests=_str_mapping(event.get("digests")),
+            platform_digests={
+                role: _str_mapping(value)
+                for role, value in _str_keyed(event.get("platform_digests")).items()},
             timings=timings,
             repairs=tuple(shown(str(r), VALUE_LIMIT)
                           for r in _list(event.get("repairs"))[:REPAIR_LIMIT]),
@@ -116,10 +125,14 @@ def no_result_outcome(exit_code: int | None, last_lines: list[str]) -> Outcome:
 
 def _result_lines(event: dict[str, Any], outcome: Outcome) -> list[LogLine]:
     if outcome.ok:
-        lines = [
-            LogLine("INFO", "result", f"image {role} {ref} ({outcome.digests.get(role, '?')})")
-            for role, ref in sorted(outcome.images.items())
-        ]
+        lines = []
+        for role, ref in sorted(outcome.images.items()):
+            lines.append(
+                LogLine("INFO", "result", f"image {role} {ref} ({outcome.digests.get(role, '?')})"))
+            platforms = outcome.platform_digests.get(role, {})
+            if len(platforms) > 1:  # a multi-platform image: what each platform pulls
+                lines.extend(LogLine("INFO", "result", f"image {role} {ref} {platform} "
+                                     f"({digest})") for platform, digest in platforms.items())
         total = sum(outcome.timings.values())
         return [*lines, LogLine("INFO", "result", f"build succeeded in {total:.1f}s")]
     error = _mapping(event.get("error"))
@@ -172,6 +185,10 @@ def _mapping(value: Any) -> dict[str, Any]:
 def _str_mapping(value: Any) -> dict[str, str]:
     return {shown(str(k), NAME_LIMIT): shown(str(v), VALUE_LIMIT)
             for k, v in list(_mapping(value).items())[:MAP_LIMIT]}
+
+
+def _str_keyed(value: Any) -> dict[str, Any]:
+    return {shown(str(k), NAME_LIMIT): v for k, v in list(_mapping(value).items())[:MAP_LIMIT]}
 
 
 def _list(value: Any) -> list[Any]:

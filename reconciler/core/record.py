@@ -106,6 +106,9 @@ class ProjectRecord:
     commit: str | None = None
     images: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
+    # role -> platform -> digest of that platform's image; ``digests`` are the images' own
+    # (a multi-platform image's: its index)
+    platform_digests: dict[str, dict[str, str]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     repairs: list[str] = field(default_factory=list)
     repair_diffs: list[Repair] = field(default_factory=list)  # the last build's, with diffs

@@ -35,8 +35,16 @@ class Flavor(StrEnum):
 
 
 class Platform(StrEnum):
+    """The platforms an SLA may ask for: FLOps' two, plus the other Linux platforms Docker
+    images are made for. Which of them a site can build is the site's configuration
+    ([images.platforms]), checked before building, not here."""
+
     linux_amd64 = "linux/amd64"
     linux_arm64 = "linux/arm64"
+    linux_arm_v7 = "linux/arm/v7"
+    linux_ppc64le = "linux/ppc64le"
+    linux_s390x = "linux/s390x"
+    linux_riscv64 = "linux/riscv64"
 
 
 DATA_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")

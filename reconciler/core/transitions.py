@@ -37,7 +37,8 @@ def observed(want: DesiredProject, phase: Phase, *, commit: str | None,
     """A new record for ``want`` after its ref and images were looked up; ``keep`` carries
     what the last build recorded (digests, timings, repairs, base image) and the retry state."""
     carried = {} if keep is None else {
-        "digests": keep.digests, "timings": keep.timings, "repairs": keep.repairs,
+        "digests": keep.digests, "platform_digests": keep.platform_digests,
+        "timings": keep.timings, "repairs": keep.repairs,
         "repair_diffs": keep.repair_diffs, "base_image": keep.base_image,
         "attempts": keep.attempts, "exhausted": keep.exhausted,
         # The same images: the last training run (finished or failed) and forced retrains.
@@ -121,6 +122,7 @@ def succeeded(have: ProjectRecord, outcome: Outcome) -> ProjectRecord:
     images = outcome.images or (have.build.images if have.build else {})
     return replace(
         have, phase=Phase.ready, images=images, digests=outcome.digests,
+        platform_digests=outcome.platform_digests,
         timings=outcome.timings, repairs=list(outcome.repairs),
         repair_diffs=list(outcome.repair_diffs), base_image=outcome.base_image, error=None,
         error_category=None, build=None, attempts=0, retry_at=None, exhausted=False, waits=0,

@@ -98,7 +98,9 @@ class Backend(Protocol):
         """Make sure the builder image is usable there; returns the reference to run.
         ``tell``: says when the image had to be built (it takes a while)."""
 
-    def has_buildx(self, host: HostConfig) -> bool: ...
+    def platform(self, host: HostConfig) -> str:
+        """The platform of the host's engine (e.g. linux/amd64): what it builds natively;
+        BackendError when it does not answer."""
 
     def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str,
                copy_in: Sequence[tuple[Path, str]] = ()) -> Builder:

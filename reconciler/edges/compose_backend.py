@@ -31,6 +31,7 @@ from reconciler.edges.backend import (
 )
 from reconciler.edges.builder_image import BuilderImageError, ensure_builder_image
 from reconciler.edges.docker_errors import last_line
+from reconciler.edges.engine_platform import engine_platform
 from reconciler.protocol.events import REQUEST_FILE as REQUEST_PATH
 
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
@@ -126,9 +127,8 @@ class ComposeBackend:
             (spec_dir / REQUEST_FILE).unlink(missing_ok=True)
         return builder
 
-    def has_buildx(self, host: HostConfig) -> bool:
-        """Whether multi-platform builds are possible there (the buildx plugin answers)."""
-        return bool(DockerClient(host=host.docker_host).buildx.is_installed())
+    def platform(self, host: HostConfig) -> str:
+        return engine_platform(host)
 
     def find(self, host: HostConfig, name: str) -> Builder | None:
         try:

@@ -16,6 +16,7 @@ from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
 from reconciler.core.config import IMAGE_BUILDER_ADDON, Config
+from reconciler.core.platforms import platform_of
 from reconciler.edges.compose_backend import BUILDER_LABEL
 from reconciler.edges.docker_errors import last_line
 
@@ -53,6 +54,7 @@ def probes_for(config: Config) -> list[Probe]:
                       _image(docker, config.builder.base_image, "builder.base_image")),
                 Probe(f"FL-actor base image on {host.name}",
                       _image(docker, config.images.base_image, "images.base_image")),
+                Probe(f"platforms on {host.name}", _platforms(docker, config, host.name)),
             ]
     if not config.local_registry:
         probes.append(Probe(f"registry {config.registry}", _registry(config.registry)))
@@ -159,6 +161,63 @@ def _image(docker: DockerClient, image: str, key: str) -> Callable[[], str]:
             raise ProbeProblem(last_line(error)) from None
         raise ProbeProblem(f"{image} is not in the engine; pull or build it, or set {key}")
     return check
+
+
+SETUP_HINT = "bash scripts/setup.sh --platforms {platform}"
+
+
+def _platforms(docker: DockerClient, config: Config, host: str) -> Callable[[], str]:
+    """What the host builds: its own platform natively, each configured one under emulation
+    (its base image is of that platform and a shell of it runs there); how to add more."""
+    def check() -> str:
+        try:
+            info = docker.system.info()
+        except DockerException as error:
+            raise ProbeProblem(last_line(error)) from None
+        native = platform_of(info.os_type or "linux", info.architecture or "")
+        can = [f"{native} (native)"]
+        problems = []
+        for platform, images in sorted(config.images.platforms.items()):
+            if platform == native:
+                can.append(f"{platform} (native; [images.platforms] is not used for it)")
+                continue
+            problem = _emulated(docker, platform, images.base_image, host)
+            if problem:
+                problems.append(problem)
+            else:
+                can.append(f"{platform} (emulated from {images.base_image})")
+        if problems:
+            raise ProbeProblem("; ".join(problems) + f" (builds: {', '.join(can)})")
+        more = "" if config.images.platforms else (
+            "; for more, register QEMU there and add [images.platforms] \"linux/arm64\" = "
+            f"\"<an arm64 base image>\" ({SETUP_HINT.format(platform='linux/arm64')} does the "
+            "first and makes flops-base:bookworm-arm64)")
+        return "builds " + ", ".join(can) + more
+    return check
+
+
+def _emulated(docker: DockerClient, platform: str, base: str, host: str) -> str | None:
+    """Why ``host`` cannot build ``platform`` from ``base``, or None when it can."""
+    try:
+        if not docker.image.exists(base):
+            return (f"{platform}: base image {base} is not on {host}; make it there "
+                    f"({SETUP_HINT.format(platform=platform)}) or set [images.platforms]")
+        image = docker.image.inspect(base)
+    except DockerException as error:
+        return f"{platform}: {last_line(error)}"
+    said = f"{image.os}/{image.architecture}" + (f"/{image.variant}" if image.variant else "")
+    if said != platform:
+        return (f"{platform}: base image {base} is a {said} image; make one for {platform} "
+                "(`docker import --platform` records the engine's own platform)")
+    try:
+        docker.container.run(base, ["/bin/sh", "-c", "exit 0"], entrypoint="", remove=True,
+                             platform=platform, networks=["none"],
+                             labels={"flops.role": "platform-probe"})
+    except DockerException as error:
+        return (f"{platform}: {host} cannot run its programs ({last_line(error)}); mount "
+                "binfmt_misc and install qemu-user-static and binfmt-support there "
+                f"({SETUP_HINT.format(platform=platform)})")
+    return None
 
 
 def _registry(url: str) -> Callable[[], str]:

@@ -63,13 +63,10 @@ class RegistryImages:
     def _platforms(self, name: str, manifest: httpx.Response, ref: str) -> set[str]:
         body = manifest.json()
         if manifest.headers.get("content-type", "").split(";")[0] in INDEX_TYPES:
-            return {
-                f"{m['platform']['os']}/{m['platform']['architecture']}"
-                for m in body.get("manifests", []) if "platform" in m
-            }
+            return {_platform(m["platform"]) for m in body.get("manifests", [])
+                    if isinstance(m.get("platform"), dict)}
         config = self._request("GET", f"/v2/{name}/blobs/{body['config']['digest']}", ref, {})
-        data = config.json() if config is not None else {}
-        return {f"{data.get('os', '?')}/{data.get('architecture', '?')}"}
+        return {_platform(config.json() if config is not None else {})}
 
     def _request(self, method: str, path: str, ref: str,
                  headers: dict[str, str]) -> httpx.Response | None:
@@ -94,6 +91,12 @@ class RegistryImages:
         self._client.close()
 
 
+def _platform(described: dict[str, str]) -> str:
+    """`linux/arm64`, or `linux/arm/v7` with a variant: as SLAs name platforms."""
+    variant = f"/{described['variant']}" if described.get("variant") else ""
+    return f"{described.get('os', '?')}/{described.get('architecture', '?')}{variant}"
+
+
 class EngineImages:
     """Images kept in a Docker engine (registry ``local`` mode)."""
 
@@ -107,7 +110,9 @@ class EngineImages:
             if not self._docker.image.exists(ref):
                 return False
             image = self._docker.image.inspect(ref)
-            return set(platforms) <= {f"{image.os}/{image.architecture}"}
+            return set(platforms) <= {_platform({"os": image.os or "?",
+                                                 "architecture": image.architecture or "?",
+                                                 "variant": image.variant or ""})}
         except DockerException as error:
             raise RegistryError(
                 f"Docker engine {self.docker_host} did not answer: {last_line(error)}"

@@ -37,6 +37,7 @@ from reconciler.edges.backend import (
 from reconciler.edges.builder_image import DIGEST_LABEL, BuilderImageError, ensure_builder_image
 from reconciler.edges.clock import utc_iso, utc_now_iso
 from reconciler.edges.docker_errors import last_line
+from reconciler.edges.engine_platform import engine_platform
 
 STACK_LABEL = "com.docker.stack.namespace"
 WAITING = {"new", "pending", "allocated"}  # not on a node yet
@@ -84,8 +85,10 @@ class SwarmBackend:
             self._image = shared
         return self._image
 
-    def has_buildx(self, host: HostConfig) -> bool:
-        return bool(DockerClient(host=host.docker_host).buildx.is_installed())
+    def platform(self, host: HostConfig) -> str:
+        """The manager's platform: the swarm's image-builder nodes are taken to share it (a
+        builder on a node of another platform finds that out before building)."""
+        return engine_platform(host)
 
     def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str,
                copy_in: Sequence[tuple[Path, str]] = ()) -> Builder:

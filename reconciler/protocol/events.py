@@ -31,7 +31,19 @@ Request (the file ``/run/secrets/flops-build-request``)::
      "conda_base_image": str | null,                # optional: base with conda/mamba
      "build_args": {"PIP_INDEX_URL": str, ...},     # optional: air-gapped / proxied sites
      "build_network": str | null,                   # optional: network of the RUN steps
-     "ca_bundle": str}                              # optional: extra CA bundle (PEM) for pip
+     "ca_bundle": str,                              # optional: extra CA bundle (PEM) for pip
+     "platform_images": {"linux/arm64": {"base_image": str, "python_images": {...},
+                                         "conda_base_image": str | null}},  # optional
+     "registry_url": str}                           # optional: "" in registry "local" mode
+
+``platforms`` other than the engine's own build from their ``platform_images`` entry with
+the classic builder's ``platform`` parameter (emulated: the host's kernel needs a QEMU
+handler); stage ``platforms`` checks each such base image (of that platform, and a shell of it
+runs) before anything is built, and a platform without an entry fails there. More than one
+platform (``push`` must be true) tags each platform's image ``<tag>-<os>-<arch>``, pushes it,
+and publishes a Docker manifest list under the normal tag at ``registry_url`` (stage
+``index:<role>``); the stages of one platform (``runtime``, ``build:<role>``, ``push:<role>``)
+then carry ``"platform"`` and their timings are named ``<stage> <platform>``.
 
 ``build_args`` may set only PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_TRUSTED_HOST,
 HTTP_PROXY, HTTPS_PROXY and NO_PROXY: the FL-actor Dockerfile declares exactly these ARGs, so
@@ -79,11 +91,12 @@ not copy it in), a model that is not a servable MLflow model a ``build`` error.
 
 Events (stdout, one per line)::
 
-    {"type": "stage", "stage": S, "state": "start"}
-    {"type": "stage", "stage": S, "state": "end", "seconds": float}
+    {"type": "stage", "stage": S, "state": "start"}       # "platform": P in a multi-
+    {"type": "stage", "stage": S, "state": "end", "seconds": float}  # platform build
     {"type": "log", "level": "INFO"|"WARN"|"ERROR", "stage": S, "message": str,
      "details": [str]}                      # details optional: multi-line tool output
     {"type": "result", "ok": true, "images": {role: ref}, "digests": {role: str},
+     "platform_digests": {role: {platform: str}},  # each platform's image; digests: the list's
      "timings": {stage: seconds}, "repairs": [str],
      "repair_diffs": [{"roles": [role], "summary": str, "diff": [str]}],
      "base_image": str | null}              # the FROM image used, when the builder chose it
@@ -99,7 +112,8 @@ entries; a clipped value ends with ``... (truncated, N more characters|lines|rep
 []}``). If the line is still longer than 64 KiB (``MAX_EVENT_BYTES``), the caps are tightened
 until it fits; images, digests and timings are never clipped. Log events stop after 256 KiB
 (``MAX_LOG_BYTES``) and one WARN log event counts the ones not sent, so one build writes at
-most about 400 KiB: the log events, that WARN, at most 14 stage events and one result.
+most about 400 KiB: the log events, that WARN, two events per stage (about
+20 stages for three platforms) and one result.
 
 Each dependency repair is a WARN log event of stage ``dependencies`` whose message is the
 summary and whose details are the diff lines (``- <as written>  # <file:line>``,
@@ -107,7 +121,9 @@ summary and whose details are the diff lines (``- <as written>  # <file:line>``,
 summaries, ``repair_diffs`` the whole repairs, and each image's ``flops.repairs`` label the
 repairs of its role as a compact JSON array of the same objects.
 
-Stages: ``clone``, ``check``, ``dependencies``, ``runtime``, ``build:<role>``, ``push:<role>``;
+Stages: ``clone``, ``check``, ``dependencies``, ``platforms`` (only with an emulated
+platform), ``runtime``, ``build:<role>``, ``push:<role>``, ``index:<role>`` (only with more
+than one platform);
 for a trained model ``model``, ``build:trained-model``, ``push:trained-model``.
 Error categories: ``repo``, ``dependencies``, ``build``, ``push``, ``infrastructure``.
 The process exits 0 after an ok result and 1 after a failed one.

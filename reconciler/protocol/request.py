@@ -30,6 +30,8 @@ from reconciler.protocol.events import (
 COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 IMAGE_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 PYTHON_SERIES = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)$")  # a python_images key: "3.10"
+PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")  # os/arch[/variant]
+REGISTRY_URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+/?$")
 NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 CONTAINER_PATH = re.compile(r"^(/[A-Za-z0-9._-]+)+$")  # model_dir: plain absolute path
 # The only build arguments a request may set: the FL-actor Dockerfile declares exactly these.
@@ -39,6 +41,15 @@ BUILD_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "HTTP_
 
 class RequestError(ValueError):
     """The request document is not a valid request; ``str()`` names what is wrong."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlatformImages:
+    """What one platform other than the engine's own builds from (``[images.platforms]``)."""
+
+    base_image: str
+    python_images: dict[str, str] = field(default_factory=dict)
+    conda_base_image: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +75,10 @@ class BuildRequest:
     build_args: dict[str, str] = field(default_factory=dict)
     build_network: str | None = None
     ca_bundle: str = ""
+    # Platforms other than the engine's own: their images (built under emulation); and the
+    # registry's URL, where a multi-platform build publishes its index (the scheme says how).
+    platform_images: dict[str, PlatformImages] = field(default_factory=dict)
+    registry_url: str = ""
     # kind trained-model: the image it starts from (the learner image), where the model
     # directory is inside the builder container, the rendered Dockerfile.model.j2.
     model_from: str = ""
@@ -112,8 +127,10 @@ def _common_fields(data: dict[str, Any], required: tuple[str, ...]) -> dict[str,
     ):
         raise RequestError("'labels' must map strings to strings")
     platforms = data.get("platforms") or []
-    if not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms):
-        raise RequestError("'platforms' must be a list of strings")
+    if not isinstance(platforms, list) or not all(
+        isinstance(p, str) and PLATFORM.match(p) for p in platforms
+    ) or len(set(platforms)) != len(platforms):
+        raise RequestError("'platforms' must be a list of distinct platforms like linux/arm64")
     build_args = data.get("build_args") or {}
     if not isinstance(build_args, dict) or not all(
         isinstance(k, str) and k in BUILD_ARGS and isinstance(v, str)
@@ -149,13 +166,6 @@ def _actor_fields(data: dict[str, Any]) -> dict[str, Any]:
         ):
             raise RequestError(f"{key!r} must map each of {', '.join(ROLES)} to a string")
     python_images = data.get("python_images") or {}
-    if not isinstance(python_images, dict) or not all(
-        isinstance(k, str) and PYTHON_SERIES.match(k.strip())
-        and isinstance(v, str) and IMAGE_REFERENCE.match(v)
-        for k, v in python_images.items()
-    ):
-        raise RequestError(
-            "'python_images' must map python versions like \"3.10\" to image references")
     conda_base = data.get("conda_base_image") or None
     if conda_base is not None and not (
         isinstance(conda_base, str) and IMAGE_REFERENCE.match(conda_base)
@@ -164,12 +174,53 @@ def _actor_fields(data: dict[str, Any]) -> dict[str, Any]:
     runtime_dockerfile = data.get("runtime_dockerfile")
     if not isinstance(runtime_dockerfile, str) or not runtime_dockerfile:
         raise RequestError("'runtime_dockerfile' must be the runtime image's Dockerfile")
+    registry_url = data.get("registry_url") or ""
+    if not isinstance(registry_url, str) or (registry_url and not REGISTRY_URL.match(registry_url)):
+        raise RequestError("'registry_url' must be a URL like http://127.0.0.1:5000")
     return {
         "images": {r: data["images"][r] for r in ROLES},
         "dockerfiles": {r: data["dockerfiles"][r] for r in ROLES},
-        "runtime_dockerfile": runtime_dockerfile, "python_images": dict(python_images),
+        "runtime_dockerfile": runtime_dockerfile, "python_images": _python_images(python_images),
         "conda_base_image": conda_base,
+        "platform_images": _platform_images(data.get("platform_images") or {}),
+        "registry_url": registry_url,
     }
+
+
+def _python_images(value: Any, where: str = "python_images") -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and PYTHON_SERIES.match(k.strip())
+        and isinstance(v, str) and IMAGE_REFERENCE.match(v)
+        for k, v in value.items()
+    ):
+        raise RequestError(
+            f"'{where}' must map python versions like \"3.10\" to image references")
+    return dict(value)
+
+
+def _platform_images(value: Any) -> dict[str, PlatformImages]:
+    """``platform_images``: platform -> its base image, python map and conda base."""
+    if not isinstance(value, dict):
+        raise RequestError("'platform_images' must map platforms to their images")
+    found: dict[str, PlatformImages] = {}
+    for platform, entry in value.items():
+        where = f"platform_images.{platform}"
+        if not (isinstance(platform, str) and PLATFORM.match(platform)):
+            raise RequestError(f"'platform_images' keys must be platforms like linux/arm64, "
+                               f"not {platform!r}")
+        if not isinstance(entry, dict) or not (
+            isinstance(entry.get("base_image"), str) and IMAGE_REFERENCE.match(entry["base_image"])
+        ):
+            raise RequestError(f"'{where}.base_image' must be an image reference")
+        conda = entry.get("conda_base_image") or None
+        if conda is not None and not (isinstance(conda, str) and IMAGE_REFERENCE.match(conda)):
+            raise RequestError(f"'{where}.conda_base_image' must be an image reference")
+        found[platform] = PlatformImages(
+            base_image=entry["base_image"],
+            python_images=_python_images(entry.get("python_images") or {},
+                                         f"{where}.python_images"),
+            conda_base_image=conda)
+    return found
 
 
 def _model_fields(data: dict[str, Any]) -> dict[str, Any]:

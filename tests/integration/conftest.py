@@ -112,6 +112,28 @@ def fl_runtime(docker_engine: str) -> str:
     return ensure_test_runtime(BASE_IMAGE)
 
 
+ARM64 = "linux/arm64"
+ARM64_BASE_IMAGE = "flops-base:bookworm-arm64"
+
+
+@pytest.fixture(scope="session")
+def arm64_base_image(fl_runtime: str) -> str:
+    """The arm64 base image (``scripts/setup.sh --platforms linux/arm64``) with its FL runtime
+    image made once under QEMU emulation (slow the first time, then found in the engine as
+    ``fl_runtime`` is), and the emulation it needs; its name."""
+    handler = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+    if not handler.is_file() or "enabled" not in handler.read_text():
+        unavailable("no QEMU handler for arm64 in binfmt_misc (run `bash scripts/setup.sh "
+                    "--platforms linux/arm64`)")
+    said = run(["docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}",
+                ARM64_BASE_IMAGE], check=False)
+    if said.returncode != 0 or said.stdout.strip() != ARM64:
+        unavailable(f"no {ARM64} base image {ARM64_BASE_IMAGE} (run `bash scripts/setup.sh "
+                    "--platforms linux/arm64`)")
+    ensure_test_runtime(ARM64_BASE_IMAGE, ARM64)
+    return ARM64_BASE_IMAGE
+
+
 # --- registry -------------------------------------------------------------------------------
 
 

@@ -87,9 +87,11 @@ HOST_CA_BUNDLE = Path(os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FIL
                       or "/etc/ssl/certs/ca-certificates.crt")
 
 
-def ensure_test_runtime(base_image: str) -> str:
+def ensure_test_runtime(base_image: str, platform: str | None = None) -> str:
     """The FL runtime image for ``base_image`` on the local engine, made as a builder makes
-    it (the same rendered Dockerfile, the same key), from PyPI with the host's CA bundle."""
+    it (the same rendered Dockerfile, the same key), from PyPI with the host's CA bundle.
+    ``platform``: for that platform, not the engine's own (under emulation: slow once, then
+    found in the engine like the native one)."""
     from reconciler.builder.engine import Engine
     from reconciler.builder.runtime import load_runtime
     from reconciler.builder.runtime_image import ensure_runtime_image
@@ -100,7 +102,8 @@ def ensure_test_runtime(base_image: str) -> str:
                                            base_image=base_image)
     ca_bundle = HOST_CA_BUNDLE.read_text() if HOST_CA_BUNDLE.is_file() else ""
     ref, _built = ensure_runtime_image(Engine.from_env(), base_image, dockerfile,
-                                       load_runtime(), ca_bundle=ca_bundle, network="host")
+                                       load_runtime(), ca_bundle=ca_bundle, network="host",
+                                       platform=platform)
     return ref
 
 
@@ -116,6 +119,7 @@ class Workspace:
     # `[build]`: the host's CA bundle unless a test says otherwise (PyPI is reached only
     # through a gateway that bundle trusts: DESIGN §8)
     build: dict[str, str] = field(default_factory=lambda: {"ca_bundle": str(HOST_CA_BUNDLE)})
+    platforms: dict[str, str] = field(default_factory=dict)  # `[images.platforms]`
 
     def __post_init__(self) -> None:
         self.desired.mkdir(parents=True, exist_ok=True)
@@ -145,6 +149,8 @@ class Workspace:
             f'base_image = "{self.base_image}"',
             "[build]",
             *(f"{key} = {json.dumps(value)}" for key, value in self.build.items()),
+            *(["[images.platforms]"] if self.platforms else []),
+            *(f"{json.dumps(key)} = {json.dumps(value)}" for key, value in self.platforms.items()),
         ]
         for host in self.hosts or []:
             lines += ["[[hosts]]", *(f"{k} = {json.dumps(v)}" for k, v in host.items())]

@@ -79,17 +79,67 @@ def test_an_engine_that_refuses_the_deploy_is_an_outage_reported_once(tmp_path: 
     assert "reconciler: Docker host local is available again" in bed.notices()
 
 
-def test_multi_platform_without_buildx_is_a_build_failure(tmp_path: Path) -> None:
-    bed = Bed(tmp_path)
+def test_two_platforms_with_the_local_registry_fail_before_a_builder_starts(
+    tmp_path: Path,
+) -> None:
+    bed = Bed(tmp_path, images={"platforms": {"linux/arm64": "flops-base:bookworm-arm64"}})
     bed.sla("alpha", bed.repo("alpha"), supported_platforms=["linux/amd64", "linux/arm64"])
-    bed.backend.buildx = False
 
     bed.controller().apply(wait=False)
 
     record = bed.record("alpha")
     assert record.phase is Phase.failed and record.error_category == "build"
-    assert "need docker buildx" in (record.error or "")
-    assert record.attempts == 1
+    assert 'registry = "local"' in (record.error or "") and "set registry to a URL" in (
+        record.error or "")
+    assert bed.backend.deployed == []
+
+
+def test_a_platform_without_a_base_image_fails_before_a_builder_starts_naming_it(
+    tmp_path: Path,
+) -> None:
+    bed = Bed(tmp_path, registry="http://127.0.0.1:5999",
+              images={"platforms": {"linux/arm64": "flops-base:bookworm-arm64"}})
+    bed.sla("alpha", bed.repo("alpha"),
+            supported_platforms=["linux/amd64", "linux/arm64", "linux/riscv64"])
+
+    bed.controller().apply(wait=False)
+
+    record = bed.record("alpha")
+    assert record.phase is Phase.failed and record.error_category == "build"
+    error = record.error or ""
+    assert "cannot build linux/riscv64 on image-builder host" in error
+    assert '[images.platforms] "linux/riscv64"' in error and "linux/arm64" not in error
+    assert record.attempts == 1 and bed.backend.deployed == []
+
+
+def test_configured_platforms_reach_the_builder_with_their_images(tmp_path: Path) -> None:
+    bed = Bed(tmp_path, registry="http://127.0.0.1:5999",
+              images={"platforms": {"linux/arm64": {"base_image": "base:arm64",
+                                                    "python": {"3.11": "py:3.11-arm64"}},
+                                    "linux/s390x": "base:s390x"}})
+    bed.sla("alpha", bed.repo("alpha"), supported_platforms=["linux/amd64", "linux/arm64"])
+
+    bed.controller().apply(wait=False)
+
+    assert bed.record("alpha").phase is Phase.building
+    request = bed.backend.only_builder().request
+    assert request["platforms"] == ["linux/amd64", "linux/arm64"]
+    assert request["platform_images"] == {"linux/arm64": {
+        "base_image": "base:arm64", "python_images": {"3.11": "py:3.11-arm64"},
+        "conda_base_image": None}}  # only the platforms the project asks for
+    assert request["registry_url"] == "http://127.0.0.1:5999"
+
+
+def test_a_host_of_another_platform_builds_its_own_without_configuration(
+    tmp_path: Path,
+) -> None:
+    bed = Bed(tmp_path)
+    bed.backend.native = "linux/arm64"
+    bed.sla("alpha", bed.repo("alpha"), supported_platforms=["linux/arm64"])
+
+    bed.controller().apply(wait=False)
+
+    assert bed.record("alpha").phase is Phase.building
 
 
 def test_an_unreadable_ca_bundle_fails_the_deploy_naming_the_path(tmp_path: Path) -> None:
