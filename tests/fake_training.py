@@ -165,3 +165,6 @@ class FakeServing:
 
     def remove(self, host: HostConfig, project: str) -> None:
         self.serving.pop(project, None)
+
+    def healthy(self, url: str) -> bool:
+        return any(url == f"http://{host}:32771" for host, _ in self.serving.values())

@@ -141,6 +141,11 @@ class Controller:
         self._consume_retry_requests()
         self._pull()
         desired = self.ws.load_desired()
+        if resync:
+            for record in self.book.matching(lambda r: r.training is not None
+                                             and r.training.serving is not None):
+                if record.project in desired:
+                    self.post_training.check_serving(record)
         records = self.book.snapshot()
         moved = self._remote_commits(desired, records) if resync else {}
         acted = []

@@ -148,6 +148,16 @@ class PostTraining:
         self.book.note(project, "serve", f"the model of run {run.run} is served at {url} "
                        f"(POST {url}/invocations, GET {url}/health)")
 
+    def check_serving(self, have: ProjectRecord) -> None:
+        """A resync: a recorded server that no longer answers is forgotten, so the plan
+        serves the model again (removed by hand, its host restarted without it)."""
+        run = have.training
+        if run is None or run.serving is None or self.ws.serving.healthy(run.serving):
+            return
+        self.book.warn(have.project, "serve", f"the model server at {run.serving} does not "
+                       "answer GET /health; it is started again")
+        self.book.change(have.project, lambda record: transitions.serving(record, None))
+
     def stop_serving(self, have: ProjectRecord, why: str) -> None:
         run = have.training
         host = self._serving_host(run) if run is not None else None

@@ -32,6 +32,8 @@ class ModelServer(Protocol):
 
     def remove(self, host: HostConfig, project: str) -> None: ...
 
+    def healthy(self, url: str) -> bool: ...
+
 
 class ModelServing:
     """Model servers as containers on the hosts' engines."""
@@ -65,6 +67,14 @@ class ModelServing:
         except DockerException as error:
             raise BackendError(f"cannot remove the model server on {host.name}: "
                                f"{last_line(error)}") from None
+
+    @staticmethod
+    def healthy(url: str) -> bool:
+        """Whether the server at ``url`` answers ``GET /health`` with 200 (within 5 s)."""
+        try:
+            return httpx.get(f"{url}/health", timeout=5.0).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     @staticmethod
     def _wait_healthy(url: str) -> None:

@@ -102,6 +102,22 @@ def test_the_model_is_served_once_on_the_aggregators_host_and_removed_on_prune(
     assert "the model server at http://site-a:32771 is removed" in bed.log("alpha")
 
 
+def test_a_resync_serves_the_model_again_when_its_server_is_gone(tmp_path: Path) -> None:
+    bed, serving, controller, _ = trained(tmp_path, BOTH_STEPS)
+    for _ in range(2):
+        controller.reconcile(follow=False)
+    assert len(serving.served) == 1
+    controller.reconcile(follow=False, resync=True)  # healthy: nothing to do
+    assert len(serving.served) == 1
+
+    serving.serving.clear()  # the server container was removed outside the reconciler
+    controller.reconcile(follow=False, resync=True)
+    assert len(serving.served) == 2 and "alpha" in serving.serving
+    assert bed.record("alpha").training.serving == "http://site-a:32771"  # type: ignore[union-attr]
+    assert "WARN serve the model server at http://site-a:32771 does not answer" in bed.log(
+        "alpha")
+
+
 def test_a_model_that_does_not_load_fails_the_project_with_the_builders_reason(
     tmp_path: Path,
 ) -> None:
