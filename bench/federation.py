@@ -47,27 +47,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from actor_images import BASE_IMAGE, BUILDER_IMAGE, TEST_REPO_DEPS, repository_files  # noqa: E402
 from actors_support import write_mnist_parquet  # noqa: E402
 from integration.harness import Workspace, sla_text  # noqa: E402
 from support import make_ml_repo  # noqa: E402
 
 COMPOSE_FILE = ROOT / "examples" / "federation" / "compose.yaml"
-FIXTURE = ROOT / "tests" / "fixtures" / "ml-repos" / "sklearn-mnist"
-BASE_IMAGE = "flops-base:bookworm"
-BUILDER_IMAGE = "flops-bench-builder:latest"
 LEARNERS = ("learner-1", "learner-2")
-CONDA = """\
-name: sklearn-mnist
-channels:
-  - conda-forge
-dependencies:
-  - python=3.11
-  - pip
-  - pip:
-      - numpy
-      - scikit-learn
-      - mlflow-skinny
-"""
 Event = dict[str, Any]
 
 
@@ -99,9 +85,7 @@ class Images:
 
 def build_images(tmp: Path) -> Images:
     """The sklearn test repository's images, built by the reconciler (registry "local")."""
-    files = {name: (FIXTURE / name).read_text() for name in ("model_manager.py",
-                                                             "data_manager.py")}
-    files["conda.yaml"] = CONDA
+    files = repository_files(TEST_REPO_DEPS)
     before = image_refs("flops-runtime:") | image_refs(BUILDER_IMAGE)
     repo = "bench-owner/sklearn-mnist-federation"
     make_ml_repo(tmp / "work", repo, files, bare_dir=tmp / "remotes")

@@ -31,15 +31,8 @@ import time
 import uuid
 from pathlib import Path
 
-from federation import (
-    BASE_IMAGE,
-    BUILDER_IMAGE,
-    Federation,
-    Images,
-    build_images,
-    docker,
-    federation_env,
-)
+from actor_images import BASE_IMAGE, BUILDER_IMAGE
+from federation import Federation, Images, build_images, docker, federation_env
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
