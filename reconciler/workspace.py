@@ -95,10 +95,15 @@ class Workspace:
 
     @property
     def serving(self) -> ModelServer:
-        """Where trained models are served (post_training_steps)."""
+        """Where trained models are served (post_training_steps): on the aggregator's host,
+        or as a swarm service on the manager's node."""
         if self._serving is None:
-            from reconciler.edges.serving import ModelServing
-            self._serving = ModelServing()
+            if self.config.backend == "swarm":
+                from reconciler.edges.swarm_serving import SwarmServing
+                self._serving = SwarmServing(self.config)
+            else:
+                from reconciler.edges.serving import ComposeServing
+                self._serving = ComposeServing(self.config)
         return self._serving
 
     @property

@@ -100,6 +100,7 @@ class FakeBackend:
         self.auto_finish = auto_finish
         self.builders: dict[str, FakeBuilder] = {}
         self.deployed: list[str] = []  # every deploy, in order
+        self.requests: dict[str, dict[str, Any]] = {}  # builder -> its (last) request
         # builder -> (local directory, path in the builder, its file names) copied in
         self.copied_in: dict[str, list[tuple[Path, str, list[str]]]] = {}
         self.removed: list[tuple[str, int]] = []  # (builder, stop_timeout)
@@ -107,6 +108,9 @@ class FakeBackend:
         self.unreachable: str | None = None  # pick_host's error (no host answers)
         self.refuse_deploy: str | None = None  # deploy's error (the engine refuses it)
         self.native = "linux/amd64"  # the engine's own platform
+        # True: models travel as carrier images (as on a swarm); carrier -> its file names
+        self.ships_models = False
+        self.shipped: dict[str, list[str]] = {}
         self.image_built = False
         self.fail_output_after: int | None = None  # output breaks off after this many lines
         self.removing: threading.Event | None = None  # set: a remove has begun
@@ -133,6 +137,13 @@ class FakeBackend:
         self._check()
         return self.native
 
+    def ship_model(self, host: HostConfig, model_dir: Path, carrier: str) -> str:
+        self._check()
+        if not self.ships_models:
+            return ""
+        self.shipped[carrier] = sorted(p.name for p in model_dir.iterdir())
+        return carrier
+
     def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str,
                copy_in: Sequence[tuple[Path, str]] = ()) -> Builder:
         self._check()
@@ -140,6 +151,7 @@ class FakeBackend:
             raise BackendError(self.refuse_deploy)
         request = json.loads(request_text)
         self.deployed.append(name)
+        self.requests[name] = request
         self.copied_in[name] = [(source, target, sorted(p.name for p in source.iterdir()))
                                 for source, target in copy_in]
         if name in self.builders:  # created before, never started: the deploy completes it

@@ -156,14 +156,16 @@ class FakeServing:
         self.served: list[tuple[str, str, str]] = []  # every serve: (host, project, image)
         self.down = False
 
-    def serve(self, host: HostConfig, project: str, image: str) -> str:
+    def serve(self, project: str, image: str, aggregator: str) -> str:
         if self.down:
-            raise BackendError(f"Docker host {host.name} did not answer: connection refused")
-        self.served.append((host.name, project, image))
-        self.serving[project] = (host.name, image)
-        return f"http://{host.name}:32771"
+            raise BackendError(f"Docker host {aggregator} did not answer: connection refused")
+        self.served.append((aggregator, project, image))
+        self.serving[project] = (aggregator, image)
+        return f"http://{aggregator}:32771"
 
-    def remove(self, host: HostConfig, project: str) -> None:
+    def remove(self, project: str, aggregator: str) -> None:
+        if self.down:
+            raise BackendError(f"Docker host {aggregator} did not answer: connection refused")
         self.serving.pop(project, None)
 
     def healthy(self, url: str) -> bool:

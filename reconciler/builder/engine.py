@@ -1,4 +1,5 @@
-"""A minimal Docker Engine API client: build, push and inspect images over the engine socket.
+"""A minimal Docker Engine API client: build, pull, push and inspect images over the engine
+socket, and copy a directory out of an image.
 
 Decision: speak the classic API (POST /build, no BuildKit) at version 1.41 with http.client,
 so the builder needs no Docker client binary and no third-party package; engines from Docker
@@ -8,6 +9,7 @@ so the builder needs no Docker client binary and no third-party package; engines
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -241,6 +243,63 @@ class Engine:
         return digest
 
 
+    def pull(self, ref: str) -> None:
+        """Pull ``ref`` from its registry (the engine's own access to it); EngineError when
+        the registry refuses or does not have it."""
+        name, tag = split_reference(ref)
+        auth = base64.urlsafe_b64encode(b"{}").decode("ascii")
+        query = urllib.parse.urlencode({"fromImage": name, "tag": tag})
+        conn, response = self._request("POST", f"/images/create?{query}",
+                                       headers={"X-Registry-Auth": auth}, timeout=None)
+        try:
+            _consume(response, None)
+        finally:
+            conn.close()
+
+    def copy_from_image(self, image: str, path: str, out: IO[bytes], limit: int) -> None:
+        """The tar of ``path`` in ``image`` to ``out`` (at most ``limit`` bytes, EngineError
+        beyond), read from a container created for it and never started."""
+        status, payload = self._call("POST", "/containers/create", {
+            "Image": image, "Cmd": ["/none"], "Entrypoint": [],
+            "Labels": {"flops.role": "model-carrier"}, "HostConfig": {"NetworkMode": "none"},
+        })
+        if status != 201 or not isinstance(payload, dict):
+            raise EngineError(f"creating a container of {image} failed: {_message(payload)}",
+                              status=status)
+        container = str(payload["Id"])
+        try:
+            query = urllib.parse.urlencode({"path": path})
+            conn, response = self._request("GET", f"/containers/{container}/archive?{query}",
+                                           timeout=None)
+            try:
+                if response.status != 200:
+                    raise EngineError(f"{image} holds no {path}: "
+                                      f"{_message(_json_or_text(response.read()))}",
+                                      status=response.status)
+                copied = 0
+                while chunk := response.read(1024 * 1024):
+                    copied += len(chunk)
+                    if copied > limit:
+                        raise EngineError(f"{path} in {image} is larger than {limit} bytes")
+                    out.write(chunk)
+            finally:
+                conn.close()
+        finally:
+            self._call("DELETE", f"/containers/{container}?force=1&v=1")
+
+    def remove_image(self, ref: str) -> None:
+        """Remove ``ref`` from the engine if it is there (a clean-up: errors are ignored)."""
+        with contextlib.suppress(EngineError):
+            self._call("DELETE", f"/images/{_quote(ref)}")
+
+
+def _json_or_text(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace").strip()
+
+
 def _quote(name: str) -> str:
     return urllib.parse.quote(name, safe="/:@")
 
@@ -259,11 +318,7 @@ def _consume(
     Error messages are the engine's own words; callers say what they were doing.
     """
     if response.status != 200:
-        raw = response.read()
-        try:
-            payload: Any = json.loads(raw)
-        except ValueError:
-            payload = raw.decode("utf-8", "replace").strip()
+        payload = _json_or_text(response.read())
         raise EngineError(f"{_message(payload)} (HTTP {response.status})", status=response.status)
     lines: list[str] = []
     aux: list[dict[str, Any]] = []

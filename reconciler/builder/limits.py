@@ -31,6 +31,9 @@ MAX_SCANNED_BYTES = 8 * MIB  # and their total size
 MAX_SHOWN_NAMES = 20  # names missing from data_manager.py reported one by one
 # Reading a trained model (a trained-model build): its MLmodel file (MLflow writes ~1 KiB).
 MAX_MLMODEL_BYTES = 256 * KIB
+# A model that comes as a carrier image (a swarm builder): its archive and its entries.
+MAX_MODEL_BYTES = 4096 * MIB
+MAX_MODEL_ENTRIES = 100_000
 
 # Reporting.
 MAX_TEXT_CHARS = 2_000  # one message or hint

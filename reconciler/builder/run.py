@@ -33,6 +33,7 @@ from .dockerfile import base_image, has_stage, with_base_image, with_conda_hook
 from .engine import Engine, EngineError, EngineUnreachable, split_reference
 from .index import PublishError, publish_index
 from .limits import MAX_LOG_BYTES, size_text
+from .model_carrier import fetch_model
 from .model_context import DOCKERFILE as MODEL_DOCKERFILE
 from .model_context import check_model, write_model_context
 from .platforms import Target, check_emulated
@@ -254,6 +255,10 @@ def _trained_model(request: BuildRequest, reporter: Reporter, engine_factory: En
     directory and the FL runtime (the model server), built and pushed."""
     model_dir = Path(request.model_dir)
     with reporter.stage("model"):
+        if request.model_carrier:
+            entries = fetch_model(engine_factory(), request.model_carrier, model_dir)
+            reporter.log("INFO", f"model unpacked from {request.model_carrier} "
+                         f"({entries} entries)")
         summary = check_model(model_dir)
         reporter.log("INFO", f"model {model_dir}: {summary.describe()}")
     try:

@@ -17,10 +17,10 @@ from reconciler.control.book import RecordBook
 from reconciler.control.outages import Outages
 from reconciler.control.reports import Notice, Report, StageReport
 from reconciler.core import transitions
-from reconciler.core.config import HostConfig
 from reconciler.core.events import Outcome, no_result_outcome, translate
 from reconciler.core.failure import Failure, infrastructure
 from reconciler.core.model_request import (
+    model_carrier_ref,
     trained_model_labels,
     trained_model_ref,
     trained_model_request,
@@ -30,8 +30,9 @@ from reconciler.core.project import DesiredProject, ProjectRecord
 from reconciler.core.record import TrainingRecord
 from reconciler.core.render import BuilderSpec, render_compose, render_request
 from reconciler.core.sla import PostTrainingStep
-from reconciler.edges.backend import BackendError, Builder
+from reconciler.edges.backend import PLACED, BackendError, Builder
 from reconciler.protocol.events import MODEL_DIR, TRAINED_MODEL_ROLE, decode
+from reconciler.protocol.request import BuildRequest
 from reconciler.workspace import Workspace
 
 
@@ -76,29 +77,29 @@ class PostTraining:
         ref = trained_model_ref(self.config.image_prefix, sla.ml_repo_url, have.commit, run.run)
         key = digest_of({"run": run.run, "image": ref})[:16]
         name = builder_name(project, key)
-        best = next((r for r in run.rounds if r.round == run.best_round), None)
-        request = trained_model_request(
-            self.ws.templates, project=project, source_url=sla.ml_repo_url, commit=have.commit,
-            learner_image=have.images["aggregator"], image=ref, build_key=key,
-            push=not self.config.local_registry,
-            labels=trained_model_labels(
-                source_url=sla.ml_repo_url, commit=have.commit, run=run.run,
-                best_round=run.best_round, accuracy=best.accuracy if best else None,
-                loss=best.loss if best else None, build_key=key))
+        model = Path(run.model)
         try:
             host = backend.pick_host(lambda text: self.book.warn(project, "model", text))
-            image = backend.builder_image(host, lambda text: self.report(Notice(text)))
-            spec = BuilderSpec(name=name, project=project, build_key=key, image=image,
-                               network=self.config.builder.network,
-                               docker_socket=host.socket_path(), request=request)
             builder = backend.find(host, name)
             if builder is None or not builder.started:
                 self.book.note(project, "model", f"building the trained-model image {ref} of "
                                f"run {run.run} (builder {name} on host {host.name})")
                 self.report(StageReport(project, "building the trained-model image"))
+                carrier = backend.ship_model(host, model, model_carrier_ref(
+                    self.config.image_prefix, sla.ml_repo_url, have.commit, run.run))
+                if carrier:
+                    self.book.note(project, "model", f"the model of run {run.run} travels to "
+                                   f"the builder as image {carrier}")
+                request = self._request(want, have, run, ref, key, carrier)
+                spec = BuilderSpec(name=name, project=project, build_key=key,
+                                   image=backend.builder_image(
+                                       host, lambda text: self.report(Notice(text))),
+                                   network=self.config.builder.network,
+                                   docker_socket=host.socket_path(), request=request,
+                                   stack=self.config.backend == "swarm")
                 builder = backend.deploy(host, name, render_compose(self.ws.templates, spec),
                                          render_request(spec),
-                                         copy_in=[(Path(run.model), MODEL_DIR)])
+                                         copy_in=[] if carrier else [(model, MODEL_DIR)])
             outcome = self._collect(project, builder)
             backend.remove(host, name, stop_timeout=0)
         except BackendError as error:
@@ -113,12 +114,31 @@ class PostTraining:
         self.book.note(project, "model", f"trained-model image {ref} ({digest})")
         self.report(StageReport(project, "trained"))
 
+    def _request(self, want: DesiredProject, have: ProjectRecord, run: TrainingRecord,
+                 ref: str, key: str, carrier: str) -> BuildRequest:
+        sla = want.sla
+        assert have.commit is not None
+        best = next((r for r in run.rounds if r.round == run.best_round), None)
+        return trained_model_request(
+            self.ws.templates, project=want.name, source_url=sla.ml_repo_url,
+            commit=have.commit, learner_image=have.images["aggregator"], image=ref,
+            build_key=key, push=not self.config.local_registry, model_carrier=carrier,
+            labels=trained_model_labels(
+                source_url=sla.ml_repo_url, commit=have.commit, run=run.run,
+                best_round=run.best_round, accuracy=best.accuracy if best else None,
+                loss=best.loss if best else None, build_key=key))
+
     def _collect(self, project: str, builder: Builder) -> Outcome:
         """The builder's events into the project's log, and its outcome."""
         backend = self.ws.backend
         outcome: Outcome | None = None
         last: list[str] = []
         for output in backend.output(builder, follow=True):
+            if output.stream == PLACED:
+                node_id, _, hostname = output.line.partition(" ")
+                self.book.note(project, "model", f"trained-model builder placed on node "
+                               f"{node_id} ({hostname})")
+                continue
             event = decode(output.line) if output.stream == "stdout" else None
             if event is None:
                 last = [*last[-19:], output.line[:1000]] if output.line.strip() else last
@@ -132,15 +152,10 @@ class PostTraining:
 
     def _serve(self, want: DesiredProject, run: TrainingRecord) -> None:
         project = want.name
-        host = self._serving_host(run)
-        if host is None:
-            self._fail(project, "serve", infrastructure(
-                f"host {run.aggregator} left the inventory; the model cannot be served there"))
-            return
         assert run.model_image is not None
         self.report(StageReport(project, "starting the model server"))
         try:
-            url = self.ws.serving.serve(host, project, run.model_image)
+            url = self.ws.serving.serve(project, run.model_image, run.aggregator)
         except BackendError as error:
             self._fail(project, "serve", infrastructure(str(error)))
             return
@@ -160,22 +175,15 @@ class PostTraining:
 
     def stop_serving(self, have: ProjectRecord, why: str) -> None:
         run = have.training
-        host = self._serving_host(run) if run is not None else None
-        if run is None or run.serving is None or host is None:
+        if run is None or run.serving is None:
             return
         try:
-            self.ws.serving.remove(host, have.project)
+            self.ws.serving.remove(have.project, run.aggregator)
         except BackendError as error:
             self.book.warn(have.project, "cleanup", str(error))
             return
         self.book.note(have.project, "cleanup", f"the model server at {run.serving} is "
                        f"removed ({why})")
-
-    def _serving_host(self, run: TrainingRecord | None) -> HostConfig | None:
-        """The model is served on the host its run's aggregator ran on."""
-        if run is None:
-            return None
-        return next((h for h in self.config.hosts if h.name == run.aggregator), None)
 
     def _fail(self, project: str, stage: str, failure: Failure) -> None:
         record = self.book.get(project)

@@ -5,9 +5,10 @@ as a second kind of request (``kind: trained-model``, DESIGN §10), assembled he
 what a finished run left: the learner image it starts from, the image it makes and the run's
 labels. The model directory itself is not in the request: the caller copies it into the
 created builder container at ``model_dir`` before starting it, as it does with the request
-file. The request carries no package index, proxy or CA settings: the trained-model
-Dockerfile installs nothing (its one RUN step loads the model), so they would have nothing to
-reach.
+file, or (a swarm builder, which nothing can be copied into) pushes it as a carrier image
+that the request names. The request carries no package index, proxy or CA settings: the
+trained-model Dockerfile installs nothing (its one RUN step loads the model), so they would
+have nothing to reach.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from reconciler.core.repo_url import owner_and_repo
 from reconciler.protocol.events import MODEL_DIR, TRAINED_MODEL, TRAINED_MODEL_ROLE
 from reconciler.protocol.request import BuildRequest
 
-__all__ = ["MODEL_DIR", "TRAINED_MODEL_ROLE", "trained_model_labels", "trained_model_ref",
-           "trained_model_request"]
+__all__ = ["MODEL_DIR", "TRAINED_MODEL_ROLE", "model_carrier_ref", "trained_model_labels",
+           "trained_model_ref", "trained_model_request"]
+CARRIER_REPOSITORY = "trained-model-files"
 
 
 def trained_model_ref(prefix: str, repo_url: str, commit: str, run: str) -> str:
@@ -32,6 +34,13 @@ def trained_model_ref(prefix: str, repo_url: str, commit: str, run: str) -> str:
     FL-actor images' references: ``naming.image_refs``)."""
     owner, repo = owner_and_repo(repo_url)
     return f"{prefix}/{owner}/{repo}/{TRAINED_MODEL_ROLE}:{commit}-{run}".lower()
+
+
+def model_carrier_ref(prefix: str, repo_url: str, commit: str, run: str) -> str:
+    """``<registry>/<owner>/<repo>/trained-model-files:<commit>-<run>``: the image that carries
+    a run's model directory to a builder nothing can be copied into (a swarm's)."""
+    owner, repo = owner_and_repo(repo_url)
+    return f"{prefix}/{owner}/{repo}/{CARRIER_REPOSITORY}:{commit}-{run}".lower()
 
 
 def trained_model_labels(
@@ -57,11 +66,12 @@ def trained_model_labels(
 def trained_model_request(
     env: Environment, *, project: str, source_url: str, commit: str, learner_image: str,
     image: str, labels: Mapping[str, str], push: bool, build_key: str = "",
-    model_dir: str = MODEL_DIR,
+    model_dir: str = MODEL_DIR, model_carrier: str = "",
 ) -> BuildRequest:
     """The request that makes ``image`` from ``learner_image`` (the project's learner image at
     ``commit``) and the model directory the caller copies to ``model_dir`` in the builder
-    container. ``push``: false in registry "local" mode (the image stays in the engine)."""
+    container, or else pushed as the image ``model_carrier``. ``push``: false in registry
+    "local" mode (the image stays in the engine)."""
     return BuildRequest(
         kind=TRAINED_MODEL,
         project=project,
@@ -75,6 +85,7 @@ def trained_model_request(
         builder_version=__version__,
         model_from=learner_image,
         model_dir=model_dir,
+        model_carrier=model_carrier,
         model_dockerfile=render_model_dockerfile(env, base_image=learner_image),
     )
 

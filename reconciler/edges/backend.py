@@ -109,6 +109,11 @@ class Backend(Protocol):
         (a trained model). A builder of that name that was created but never started is
         completed, not made again."""
 
+    def ship_model(self, host: HostConfig, model_dir: Path, carrier: str) -> str:
+        """Make a trained model's directory reachable by the next builder: ``""`` when
+        ``deploy``'s ``copy_in`` puts it into the builder; else the reference ``carrier`` of
+        the image, now in the registry, that holds it at /model for the builder to pull."""
+
     def find(self, host: HostConfig, name: str) -> Builder | None: ...
 
     def output(self, builder: Builder, *, follow: bool) -> Iterator[Output]:

@@ -130,6 +130,9 @@ class ComposeBackend:
     def platform(self, host: HostConfig) -> str:
         return engine_platform(host)
 
+    def ship_model(self, host: HostConfig, model_dir: Path, carrier: str) -> str:
+        return ""  # deploy copies it into the created builder container
+
     def find(self, host: HostConfig, name: str) -> Builder | None:
         try:
             containers = DockerClient(host=host.docker_host).container.list(

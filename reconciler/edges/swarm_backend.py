@@ -38,6 +38,7 @@ from reconciler.edges.builder_image import DIGEST_LABEL, BuilderImageError, ensu
 from reconciler.edges.clock import utc_iso, utc_now_iso
 from reconciler.edges.docker_errors import last_line
 from reconciler.edges.engine_platform import engine_platform
+from reconciler.edges.model_carrier import push_model_carrier
 
 STACK_LABEL = "com.docker.stack.namespace"
 WAITING = {"new", "pending", "allocated"}  # not on a node yet
@@ -90,12 +91,18 @@ class SwarmBackend:
         builder on a node of another platform finds that out before building)."""
         return engine_platform(host)
 
+    def ship_model(self, host: HostConfig, model_dir: Path, carrier: str) -> str:
+        """Nothing can be copied into a service's task: the model goes to the registry as a
+        carrier image, which the builder pulls on whatever node the swarm places it."""
+        push_model_carrier(self.config.registry, carrier, model_dir, self.platform(host),
+                           timeout=self.config.registry_timeout)
+        return carrier
+
     def deploy(self, host: HostConfig, name: str, spec_text: str, request_text: str,
                copy_in: Sequence[tuple[Path, str]] = ()) -> Builder:
         if copy_in:
-            raise BackendError("a trained-model image is built by the compose backend only "
-                               "(nothing can be copied into a swarm service's task); add an "
-                               "image-builder host to a compose inventory for it")
+            raise BackendError("nothing can be copied into a swarm service's task; a trained "
+                               "model reaches a swarm builder through ship_model")
         if len(request_text.encode()) > SECRET_LIMIT:
             raise BackendError(
                 f"the build request is {len(request_text.encode()) // 1024} KiB, more than a "

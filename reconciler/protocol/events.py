@@ -77,6 +77,10 @@ MLflow model and the model server (``python3 -m flops_actor.serve``)::
      "model_dir": str,                     # absolute path of the model directory inside the
                                            # builder container (default /flops/model): the
                                            # reconciler copies it in before starting the builder
+     "model_carrier": ref,                 # optional: an image holding the model directory at
+                                           # /model; the builder pulls it and unpacks it to
+                                           # model_dir first (a swarm builder: nothing can be
+                                           # copied into a service's task)
      "model_dockerfile": str,              # templates/Dockerfile.model.j2, rendered
      "builder_version": str}
 
@@ -144,6 +148,7 @@ ROLES = ("learner", "aggregator")
 ACTORS, TRAINED_MODEL = KINDS = ("actors", "trained-model")
 TRAINED_MODEL_ROLE = "trained-model"
 MODEL_DIR = "/flops/model"  # where a trained-model build finds the model, by default
+MODEL_CARRIER_PATH = "/model"  # where a model carrier image holds the model directory
 CATEGORIES = ("repo", "dependencies", "build", "push", "infrastructure")
 LEVELS = ("INFO", "WARN", "ERROR")
 # The event kinds (an event's "type").

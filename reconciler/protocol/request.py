@@ -80,9 +80,12 @@ class BuildRequest:
     platform_images: dict[str, PlatformImages] = field(default_factory=dict)
     registry_url: str = ""
     # kind trained-model: the image it starts from (the learner image), where the model
-    # directory is inside the builder container, the rendered Dockerfile.model.j2.
+    # directory is inside the builder container, the rendered Dockerfile.model.j2; and, when
+    # nothing could be copied into the builder (a swarm service), the image that carries the
+    # model directory under MODEL_CARRIER_PATH, which the builder pulls and unpacks first.
     model_from: str = ""
     model_dir: str = MODEL_DIR
+    model_carrier: str = ""
     model_dockerfile: str = ""
 
     def as_json(self) -> dict[str, Any]:
@@ -241,8 +244,13 @@ def _model_fields(data: dict[str, Any]) -> dict[str, Any]:
     dockerfile = data.get("model_dockerfile")
     if not isinstance(dockerfile, str) or not dockerfile:
         raise RequestError("'model_dockerfile' must be the trained-model image's Dockerfile")
+    carrier = data.get("model_carrier") or ""
+    if not isinstance(carrier, str) or (carrier and not IMAGE_REFERENCE.match(carrier)):
+        raise RequestError("'model_carrier' must be an image reference (the image that "
+                           "carries the model directory) or absent")
     return {"images": {TRAINED_MODEL_ROLE: images[TRAINED_MODEL_ROLE]},
-            "model_from": model_from, "model_dir": model_dir, "model_dockerfile": dockerfile}
+            "model_from": model_from, "model_dir": model_dir, "model_dockerfile": dockerfile,
+            "model_carrier": carrier}
 
 
 def _text(value: Any) -> str:

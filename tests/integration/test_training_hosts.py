@@ -5,16 +5,20 @@ Parquet data (different row counts per host, in the per-learner example counts),
 engine pulls its images from the registry, and the learners reach the aggregator across
 engines: through its published port at the host's `address`, or over the run's overlay
 network on the swarm, where a run with no node labelled flops-learner waits with a reason
-until one is labelled. Every container, service and network of the run is gone afterwards.
+until one is labelled. On the swarm the post-training steps follow: the trained-model image is
+built on the other node (the model travels there through the registry) and served as a
+service. Every container, service and network of the run is gone afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 from actors_support import TOY_REPO
 from support import GitDaemon, RegistryServer, run, wait_until
 
@@ -22,6 +26,7 @@ from integration.conftest import DockerCleanup
 from integration.harness import BuilderEvents, Publish, Workspace, docker_now, sla_text
 from integration.swarm_bed import NODE_HOSTNAME, SecondEngine, Swarm
 
+STEPS = "post_training_steps: [build_image_for_trained_model, deploy_trained_model_image]\n"
 TRAINING = ("training_configuration:\n  data_tags: [dev]\n  training_rounds: 2\n"
             "  min_available_clients: {n}\n  min_fit_clients: {n}\n"
             "  min_evaluate_clients: {n}\n")
@@ -140,15 +145,18 @@ def node_update(node: str, *labels: str) -> None:
                                        for arg in ("--label-add", label)), node], timeout=60)
 
 
-def test_a_two_node_swarm_waits_for_and_then_runs_learners_only_on_labelled_nodes(
+def test_a_two_node_swarm_trains_on_labelled_nodes_and_builds_and_serves_the_model(
     tmp_path: Path, second_engine: SecondEngine, testbed_registry: RegistryServer,
     testbed_git: GitDaemon, base_image: str, docker_cleanup: DockerCleanup,
 ) -> None:
+    """The whole of stages 4-5 on a swarm: the run waits for a learner node, trains on the
+    labelled one, then the trained-model image is built on the other node (the model reaches
+    that builder through the registry, as a carrier image) and served as a swarm service."""
     docker_cleanup.add_image_prefix(testbed_registry.host)
     repo = testbed_git.make_ml_repo("owner/swarmtrain", repo_files())
     ws = Workspace(tmp_path / "ws", testbed_registry.url, base_image,
                    extra={"backend": "swarm", "retry_base": "1s", "retry_cap": "2s"})
-    ws.sla("swarmtrain.yaml", sla_text(repo.url, extra=TRAINING.format(n=1)))
+    ws.sla("swarmtrain.yaml", sla_text(repo.url, extra=TRAINING.format(n=1) + STEPS))
     engines = [[], ["-H", second_engine.docker_host]]
     with Swarm.formed(second_engine.host_addr, worker=second_engine) as swarm:
         assert swarm.node_b is not None
@@ -167,12 +175,15 @@ def test_a_two_node_swarm_waits_for_and_then_runs_learners_only_on_labelled_node
                 assert row["phase"] == "failed" and row["error_category"] == "placement", row
                 assert "no learner node: no ready swarm node is labelled flops-learner=true" \
                     in row["error"] and row["attempts"] == 0, row
+                # From now on only B builds: the trained model has to travel to it.
+                run(["docker", "node", "update", "--label-rm", "image-builder", swarm.node_a])
+                node_update(swarm.node_b, "image-builder=true")
                 with ws.watching() as watch:
                     node_update(swarm.node_b, "flops-learner=true")
-                    row = ws.wait_row("swarmtrain", lambda r: r["phase"] == "trained",
-                                      timeout=600, what="trained once B is labelled",
-                                      process=watch)
-            assert row["commit"] == repo.commit, row
+                    row = ws.wait_row("swarmtrain", lambda r: r["serving"] is not None,
+                                      timeout=600, what="trained and served once B is "
+                                      "labelled", process=watch)
+            assert row["phase"] == "trained" and row["commit"] == repo.commit, row
             training = row["training"]
             assert training["aggregator"] == node_a and training["learners"] == [NODE_HOSTNAME]
             assert [r["round"] for r in training["rounds"]] == [1, 2]
@@ -188,11 +199,47 @@ def test_a_two_node_swarm_waits_for_and_then_runs_learners_only_on_labelled_node
             assert f"aggregator on {node_a}, learners on {NODE_HOSTNAME}" in log
             assert f"learners trained on {NODE_HOSTNAME}: 40 examples" in log, log
 
+            # The trained-model image: built on B from the carrier image, in the registry.
+            run_id, image = training["run"], training["model_image"]
+            prefix = f"{testbed_registry.host}/owner/swarmtrain"
+            assert image == f"{prefix}/trained-model:{repo.commit}-{run_id}", training
+            carrier = f"{prefix}/trained-model-files:{repo.commit}-{run_id}"
+            assert f"travels to the builder as image {carrier}" in log, log
+            assert f"trained-model builder placed on node {swarm.node_b} ({NODE_HOSTNAME})" \
+                in log, log
+            assert f"model unpacked from {carrier}" in log, log
+            for ref in (image, carrier):
+                name, tag = ref.split("/", 1)[1].rsplit(":", 1)
+                assert testbed_registry.manifest_exists(name, tag), ref
+            assert not second_engine.has_image(carrier)  # the builder removed what it pulled
+
+            # Served by a swarm service on the manager's node, answering the scoring protocol.
+            serving = row["serving"]
+            assert serving.startswith("http://127.0.0.1:"), row
+            service = run(["docker", "service", "ls", "--quiet", "--filter",
+                           "label=flops.serving=swarmtrain"]).stdout.split()
+            assert len(service) == 1, service
+            assert httpx.get(f"{serving}/health", timeout=10).status_code == 200
+            answer = httpx.post(f"{serving}/invocations", json={"inputs": [[2.0], [3.0]]},
+                                timeout=30)
+            assert answer.status_code == 200, answer.text
+            low, high = answer.json()["predictions"]
+            assert math.isfinite(low) and math.isfinite(high) and high > low, answer.text
+
             def run_gone() -> bool:  # the swarm removes the tasks' containers in the background
                 services = run(["docker", "service", "ls", "-q", "--filter",
                                 "label=flops.run"]).stdout.split()
                 return not services and nothing_left(engines, "swarmtrain")
 
             wait_until(run_gone, 60, 0.2, "the run's services, containers and networks to go")
+            again = ws.run("apply", "--wait", timeout=600)
+            assert again.code == 0, again.stdout + again.stderr
+            assert ws.status()["swarmtrain"]["serving"] == serving  # nothing started again
         finally:
+            (ws.desired / "swarmtrain.yaml").unlink()
+            pruned = ws.run("apply", timeout=600)
             wait_until(lambda: swarm.stacks() == [], 60, 0.2, "the builder stack to go")
+        assert pruned.code == 0, pruned.stdout + pruned.stderr
+        assert run(["docker", "service", "ls", "--quiet", "--filter",
+                    "label=flops.serving=swarmtrain"]).stdout.split() == []
+        assert labelled([], "container", "flops.serving=swarmtrain") == []

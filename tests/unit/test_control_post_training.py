@@ -13,7 +13,7 @@ from control_bed import Bed
 from fake_training import FakeServing, FakeTraining, round_event
 from support import git
 
-from reconciler.core.model_request import trained_model_ref
+from reconciler.core.model_request import model_carrier_ref, trained_model_ref
 from reconciler.core.record import Phase
 from reconciler.protocol.events import MODEL_DIR
 
@@ -30,14 +30,16 @@ def stream_for(model_stream: str) -> Any:
     return lambda request: model_stream if request.get("kind") == "trained-model" else "success"
 
 
-def trained(tmp_path: Path, steps: list[str], model_stream: str = "trained-model"
-            ) -> tuple[Bed, FakeServing, Any, str]:
+def trained(tmp_path: Path, steps: list[str], model_stream: str = "trained-model",
+            ships_models: bool = False) -> tuple[Bed, FakeServing, Any, str]:
     """A project whose one run has just finished (the pass that saw it end has run); its
-    repository's URL."""
+    repository's URL. ``ships_models``: the backend takes models as carrier images (a
+    swarm's)."""
     training = FakeTraining({"site-a": {"mnist"}, "site-b": {"mnist"}})
     serving = FakeServing()
     bed = Bed(tmp_path, auto_finish=True, training=training, serving=serving, hosts=HOSTS,
               stream_for=stream_for(model_stream))
+    bed.backend.ships_models = ships_models
     url = bed.repo("alpha")
     bed.sla("alpha", url, training_configuration=TRAINING, post_training_steps=steps)
     controller = bed.controller()
@@ -80,6 +82,29 @@ def test_the_trained_model_image_is_built_once_with_the_model_copied_in(tmp_path
     bed.controller().reconcile(follow=False)
     assert len(model_builders(bed)) == 1
     assert bed.log("alpha").count(f"trained-model image {expected} (sha256:") == 1
+
+
+def test_a_backend_that_cannot_copy_in_gets_the_model_as_a_carrier_image(
+    tmp_path: Path,
+) -> None:
+    bed, _serving, controller, url = trained(tmp_path, ["build_image_for_trained_model"],
+                                             ships_models=True)
+    for _ in range(2):
+        controller.reconcile(follow=False)
+    record = bed.record("alpha")
+    assert record.training is not None and record.commit is not None
+    carrier = model_carrier_ref(bed.config.image_prefix, url, record.commit,
+                                record.training.run)
+    assert carrier.endswith(f"/trained-model-files:{record.commit}-{record.training.run}")
+    assert "MLmodel" in bed.backend.shipped[carrier]
+    [builder] = [name for name, request in bed.backend.requests.items()
+                 if request.get("kind") == "trained-model"]
+    assert bed.backend.requests[builder]["model_carrier"] == carrier
+    assert bed.backend.copied_in[builder] == []  # nothing copied: the builder pulls it
+    assert record.training.model_image == trained_model_ref(
+        bed.config.image_prefix, url, record.commit, record.training.run)
+    assert f"the model of run {record.training.run} travels to the builder as image " \
+        f"{carrier}" in bed.log("alpha")
 
 
 def test_the_model_is_served_once_on_the_aggregators_host_and_removed_on_prune(
