@@ -229,29 +229,38 @@ debian_mirror() {
   ' "${files[@]}" | head -n 1
 }
 
+# A minbase debootstrap of $BASE_SUITE as tarball $1 (kept: later runs skip this); $2: the
+# debootstrap architecture, "" for the host's own (a foreign one's second stage runs under QEMU).
+make_rootfs_tarball() {
+  local tarball=$1 arch=$2 rootfs mirror t0 what log_file
+  if [[ -s "$tarball" ]]; then
+    log "using cached rootfs tarball $tarball"
+    return 0
+  fi
+  what="debootstrap${arch:+ --arch=$arch}"
+  log_file="$CACHE_DIR/base-image/debootstrap${arch:+-$arch}.log"
+  rootfs="${tarball%.tar}.rootfs"
+  mkdir -p "$CACHE_DIR/base-image"
+  rm -rf "$rootfs"
+  mirror="$(debian_mirror || true)"
+  log "$what $BASE_SUITE (minbase, include=$BASE_INCLUDE) from ${mirror:-debootstrap default mirror}; ${arch:+under QEMU }a minute or more"
+  t0=$SECONDS
+  debootstrap ${arch:+--arch="$arch"} --variant=minbase --include="$BASE_INCLUDE" "$BASE_SUITE" "$rootfs" ${mirror:+"$mirror"} \
+    >"$log_file" 2>&1 \
+    || { tail -n 30 "$log_file" >&2; die "$what failed (see $log_file)"; }
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*_Packages
+  log "$what done in $((SECONDS - t0))s; writing $tarball"
+  tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" .
+  mv "$tarball.tmp" "$tarball"
+  rm -rf "$rootfs"
+}
+
 if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   log "base image $BASE_IMAGE present"
 else
   key="$(printf '%s|%s|%s' minbase "$BASE_SUITE" "$BASE_INCLUDE" | sha256sum | cut -c1-16)"
   tarball="$CACHE_DIR/base-image/flops-base-$BASE_SUITE-$key.tar"
-  if [[ ! -s "$tarball" ]]; then
-    mkdir -p "$CACHE_DIR/base-image"
-    rootfs="$CACHE_DIR/base-image/rootfs-$key"
-    rm -rf "$rootfs"
-    mirror="$(debian_mirror || true)"
-    log "debootstrap $BASE_SUITE (minbase, include=$BASE_INCLUDE) from ${mirror:-debootstrap default mirror}; takes about a minute"
-    t0=$SECONDS
-    debootstrap --variant=minbase --include="$BASE_INCLUDE" "$BASE_SUITE" "$rootfs" ${mirror:+"$mirror"} \
-      >"$CACHE_DIR/base-image/debootstrap.log" 2>&1 \
-      || { tail -n 30 "$CACHE_DIR/base-image/debootstrap.log" >&2; die "debootstrap failed (see $CACHE_DIR/base-image/debootstrap.log)"; }
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*_Packages
-    log "debootstrap done in $((SECONDS - t0))s; writing $tarball"
-    tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" .
-    mv "$tarball.tmp" "$tarball"
-    rm -rf "$rootfs"
-  else
-    log "using cached rootfs tarball $tarball"
-  fi
+  make_rootfs_tarball "$tarball" ""
   log "importing $tarball as $BASE_IMAGE"
   docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
@@ -305,7 +314,7 @@ image_platform() {
   docker image inspect --format '{{.Os}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}}' "$1" 2>/dev/null || true
 }
 ensure_platform_base() {  # $1: platform, $2: debootstrap arch
-  local platform=$1 arch=$2 image key tarball rootfs mirror t0 ctx
+  local platform=$1 arch=$2 image key tarball ctx
   image="$(platform_base_image "$platform")"
   if [[ "$(image_platform "$image")" == "$platform" ]]; then
     log "base image $image ($platform) present"
@@ -313,24 +322,7 @@ ensure_platform_base() {  # $1: platform, $2: debootstrap arch
   fi
   key="$(printf '%s|%s|%s|%s' minbase "$BASE_SUITE" "$BASE_INCLUDE" "$arch" | sha256sum | cut -c1-16)"
   tarball="$CACHE_DIR/base-image/flops-base-$BASE_SUITE-$arch-$key.tar"
-  if [[ ! -s "$tarball" ]]; then
-    mkdir -p "$CACHE_DIR/base-image"
-    rootfs="$CACHE_DIR/base-image/rootfs-$arch-$key"
-    rm -rf "$rootfs"
-    mirror="$(debian_mirror || true)"
-    log "debootstrap --arch=$arch $BASE_SUITE (minbase, include=$BASE_INCLUDE; the second stage runs under QEMU): a few minutes"
-    t0=$SECONDS
-    debootstrap --arch="$arch" --variant=minbase --include="$BASE_INCLUDE" "$BASE_SUITE" "$rootfs" ${mirror:+"$mirror"} \
-      >"$CACHE_DIR/base-image/debootstrap-$arch.log" 2>&1 \
-      || { tail -n 30 "$CACHE_DIR/base-image/debootstrap-$arch.log" >&2; die "debootstrap --arch=$arch failed (see $CACHE_DIR/base-image/debootstrap-$arch.log)"; }
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*_Packages
-    log "debootstrap --arch=$arch done in $((SECONDS - t0))s; writing $tarball"
-    tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" .
-    mv "$tarball.tmp" "$tarball"
-    rm -rf "$rootfs"
-  else
-    log "using cached rootfs tarball $tarball"
-  fi
+  make_rootfs_tarball "$tarball" "$arch"
   # `docker import --platform` records the engine's own platform; a classic build FROM
   # scratch with --platform makes an image whose config says $platform.
   ctx="$(mktemp -d "$CACHE_DIR/base-image/context-XXXXXX")"
