@@ -23,6 +23,8 @@ import tarfile
 from pathlib import Path
 from typing import IO
 
+from reconciler.protocol.tree_tar import add_tree
+
 from .runtime import RUNTIME_DIR, Runtime, aggregator_extra, load_runtime
 
 FLOPS_DIR = ".flops"
@@ -119,26 +121,9 @@ def _create(directory: int, name: str, content: bytes) -> None:
             os.close(fd)
 
 
-def _reset(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    """Ownership and timestamps carry no meaning in the image; drop them for stable layers.
-    Anything but a regular file, a directory or a symlink (a FIFO, a device) is left out."""
-    if not (info.isreg() or info.isdir() or info.issym()):
-        return None
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mtime = 0
-    return info
-
-
 def write_tar(repo_dir: Path, out: IO[bytes]) -> None:
     """Write the tree minus `.git` to `out` as an uncompressed tar; leave `out` at offset 0.
     Entries are taken with lstat (tarfile's default): a symlink is stored as a link."""
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for root, dirs, files in os.walk(repo_dir):
-            dirs[:] = sorted(d for d in dirs if d != ".git")
-            base = Path(root)
-            for name in dirs + sorted(files):  # os.walk does not descend symlinked dirs
-                path = base / name
-                tar.add(path, arcname=path.relative_to(repo_dir).as_posix(),
-                        recursive=False, filter=_reset)
+        add_tree(tar, repo_dir, skip_dirs=frozenset({".git"}))
     out.seek(0)

@@ -22,6 +22,8 @@ from typing import IO, Any
 
 import yaml
 
+from reconciler.protocol.tree_tar import add_tree
+
 from .limits import MAX_MLMODEL_BYTES, size_text
 from .problems import StageFailure
 from .repofiles import UnsafeFile, read_bytes
@@ -106,16 +108,6 @@ def _count(model_dir: Path) -> tuple[int, int]:
     return files, size
 
 
-def _entry(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    """Regular files, directories and links only; no owner or time (stable layers)."""
-    if not (info.isreg() or info.isdir() or info.issym()):
-        return None
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mtime = 0
-    return info
-
-
 def _add_bytes(tar: tarfile.TarFile, name: str, content: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(content)
@@ -130,14 +122,7 @@ def write_model_context(
     ``model/`` (the directory, entries taken with lstat) and ``runtime/``."""
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, DOCKERFILE, dockerfile.encode())
-        tar.add(model_dir, arcname=MODEL_CONTEXT_DIR, recursive=False, filter=_entry)
-        for root, dirs, files in os.walk(model_dir):
-            dirs.sort()
-            base = Path(root)
-            for name in dirs + sorted(files):  # os.walk does not descend symlinked dirs
-                path = base / name
-                arcname = f"{MODEL_CONTEXT_DIR}/{path.relative_to(model_dir).as_posix()}"
-                tar.add(path, arcname=arcname, recursive=False, filter=_entry)
+        add_tree(tar, model_dir, MODEL_CONTEXT_DIR)
         for name, content in sorted(runtime.files.items()):
             _add_bytes(tar, f"{RUNTIME_DIR}/{name}", content)
     out.seek(0)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import httpx
 
 from reconciler.core.naming import split_ref
 from reconciler.edges.backend import BackendError
+from reconciler.protocol.tree_tar import add_tree
 
 LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
@@ -68,23 +68,8 @@ def push_model_carrier(registry_url: str, ref: str, model_dir: Path, platform: s
 def write_layer_tar(model_dir: Path, out: IO[bytes]) -> None:
     """``model/`` and what it holds, walked in sorted order without following links."""
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        tar.add(model_dir, arcname=TOP, recursive=False, filter=_entry)
-        for root, dirs, files in os.walk(model_dir):
-            dirs.sort()
-            for name in dirs + sorted(files):  # os.walk does not descend linked directories
-                path = Path(root) / name
-                tar.add(path, arcname=f"{TOP}/{path.relative_to(model_dir).as_posix()}",
-                        recursive=False, filter=_entry)
+        add_tree(tar, model_dir, TOP)
     out.seek(0)
-
-
-def _entry(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    if not (info.isreg() or info.isdir() or info.issym()):
-        return None
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mtime = 0
-    return info
 
 
 def _gzip(tar_file: IO[bytes], layer: IO[bytes]) -> str:

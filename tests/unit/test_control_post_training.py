@@ -45,13 +45,17 @@ def trained(tmp_path: Path, steps: list[str], model_stream: str = "trained-model
     controller = bed.controller()
     for _ in range(3):
         controller.reconcile(follow=False)
-    run = training.only_run()
+    finish(training, training.only_run(), controller)
+    return bed, serving, controller, url
+
+
+def finish(training: FakeTraining, run: str, controller: Any) -> None:
+    """The run reports its one round and ends; a pass sees it."""
     training.say(run, round_event(1, 0.75, 0.5), {"type": "finished", "best_round": 1,
                                                    "rounds": 1})
     training.end(run, 0)
     training.end(run, 0, role="learner")
     controller.reconcile(follow=False)
-    return bed, serving, controller, url
 
 
 def model_builders(bed: Bed) -> list[str]:
@@ -125,6 +129,30 @@ def test_the_model_is_served_once_on_the_aggregators_host_and_removed_on_prune(
     controller.reconcile(follow=False)
     assert serving.serving == {}
     assert "the model server at http://site-a:32771 is removed" in bed.log("alpha")
+
+
+def test_a_new_runs_model_replaces_the_served_one_once_it_is_built(tmp_path: Path) -> None:
+    bed, serving, controller, _ = trained(tmp_path, BOTH_STEPS)
+    for _ in range(2):
+        controller.reconcile(follow=False)
+    first = bed.record("alpha").training
+    assert first is not None and serving.serving["alpha"][1] == first.model_image
+
+    bed.workspace.request_retrain("alpha")
+    controller.reconcile(follow=False)
+    training = bed.workspace.training
+    assert isinstance(training, FakeTraining)
+    second_run = training.only_run()  # the first run's actors are gone
+    assert serving.serving["alpha"][1] == first.model_image  # served while the next run trains
+    finish(training, second_run, controller)
+    for _ in range(2):
+        controller.reconcile(follow=False)
+    second = bed.record("alpha").training
+    assert second is not None and second.run != first.run
+    assert second.model_image not in (None, first.model_image)
+    assert [image for _host, _project, image in serving.served] == [first.model_image,
+                                                                     second.model_image]
+    assert serving.serving == {"alpha": ("site-a", second.model_image)}  # one server
 
 
 def test_a_resync_serves_the_model_again_when_its_server_is_gone(tmp_path: Path) -> None:
