@@ -234,7 +234,10 @@ def test_a_two_node_swarm_trains_on_labelled_nodes_and_builds_and_serves_the_mod
             wait_until(run_gone, 60, 0.2, "the run's services, containers and networks to go")
             again = ws.run("apply", "--wait", timeout=600)
             assert again.code == 0, again.stdout + again.stderr
-            assert ws.status()["swarmtrain"]["serving"] == serving  # nothing started again
+            again_row = ws.status()["swarmtrain"]
+            assert again_row["serving"] == serving  # nothing started again
+            assert again_row["training"]["run"] == run_id
+            assert again_row["training"]["model_image"] == image
         finally:
             (ws.desired / "swarmtrain.yaml").unlink()
             pruned = ws.run("apply", timeout=600)
