@@ -6,6 +6,7 @@ the same run; placement, data and learner failures, timeouts, prune and retrain.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -280,3 +281,27 @@ def test_a_learner_task_lost_with_its_node_is_an_infrastructure_failure_not_the_
     assert "(learner-2): the swarm's task ended orphaned: node is down" in (record.error or "")
     assert record.attempts == 0  # not the project's: it does not use up attempts
     assert training.removed == [run]
+
+
+class HeldProbes(FakeTraining):
+    """Each data-tag probe waits until every learner host is being asked: asked in turn,
+    the first one would wait in vain."""
+
+    def __init__(self, tags: dict[str, set[str]]) -> None:
+        super().__init__(tags)
+        self.all_asked = threading.Barrier(len(tags), timeout=10)
+
+    def data_tags(self, host: HostConfig, image: str) -> frozenset[str]:
+        self.all_asked.wait()
+        return super().data_tags(host, image)
+
+
+def test_the_learner_hosts_are_asked_for_their_data_at_once(tmp_path: Path) -> None:
+    training = HeldProbes({"site-a": {"mnist"}, "site-b": {"mnist"}})
+    bed = Bed(tmp_path, auto_finish=True, training=training, hosts=HOSTS)
+    bed.sla("alpha", bed.repo("alpha"), training_configuration=TRAINING)
+    passes(bed.controller(), 3)
+    record = bed.record("alpha")
+    assert record.phase is Phase.training, bed.log("alpha")
+    assert record.training is not None and record.training.learners == ["site-a", "site-b"]
+    assert not training.all_asked.broken
