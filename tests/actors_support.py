@@ -24,6 +24,24 @@ SKLEARN_REPO = ROOT / "tests" / "fixtures" / "ml-repos" / "sklearn-mnist"
 TOY_REPO = ROOT / "examples" / "toy-regression"
 
 Event = dict[str, Any]
+HELD_FIT = '''
+    def fit_model(self, epochs: int = 50, learning_rate: float = 0.01) -> int:
+        import os
+        import time
+
+        self.fits = getattr(self, "fits", 0) + 1
+        while self.fits == 2 and not os.path.exists("/flops/data/dev/GO"):
+            time.sleep(0.1)  # held in round 2 until the test releases it
+        return len(self.train)
+
+'''
+
+
+def held_in_round_two(model_manager: str) -> str:
+    """The example's model_manager.py with a fit_model that waits in round 2 until the file
+    GO appears in the learner's data under the tag dev (the test releases it)."""
+    return model_manager.replace("    def evaluate_model(",
+                                 HELD_FIT.lstrip("\n") + "    def evaluate_model(", 1)
 
 # The actors' packages (flops_utils, flops_actor) are not installed: the images carry the
 # folder. Tests that use them in-process import this module first.

@@ -1,4 +1,5 @@
-"""Probes of what a pass needs: git, the Docker hosts or the swarm, base images, the registry.
+"""Probes of what a pass needs: git, the Docker hosts or the swarm, base images, where
+learners may run, the registry.
 
 Decision: every probe is independent and answers with one line, a verdict or a problem that
 says how to fix it, so `reconciler doctor` can show every problem at once instead of the
@@ -10,13 +11,15 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import httpx
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
-from reconciler.core.config import IMAGE_BUILDER_ADDON, Config
+from reconciler.core.config import IMAGE_BUILDER_ADDON, LEARNER_ADDON, Config
 from reconciler.core.platforms import platform_of
+from reconciler.core.training import DATA_DIR_NODE_LABEL, LEARNER_NODE_LABEL
 from reconciler.edges.compose_backend import BUILDER_LABEL
 from reconciler.edges.docker_errors import last_line
 
@@ -38,6 +41,7 @@ def probes_for(config: Config) -> list[Probe]:
         probes += [
             Probe(f"swarm manager {manager.name} ({manager.docker_host})", _manager(docker)),
             Probe("image-builder nodes", _nodes(docker)),
+            Probe("learner nodes", _learner_nodes(docker)),
             Probe(f"builder base image on {manager.name}",
                   _image(docker, config.builder.base_image, "builder.base_image")),
         ]
@@ -56,6 +60,7 @@ def probes_for(config: Config) -> list[Probe]:
                       _image(docker, config.images.base_image, "images.base_image")),
                 Probe(f"platforms on {host.name}", _platforms(docker, config, host.name)),
             ]
+        probes.append(Probe("learner hosts", partial(_learner_hosts, config)))
     if not config.local_registry:
         probes.append(Probe(f"registry {config.registry}", _registry(config.registry)))
     return probes
@@ -137,6 +142,51 @@ def _nodes(docker: DockerClient) -> Callable[[], str]:
                 "no ready, active node is labelled image-builder=true; label one with "
                 f"`docker node update --label-add image-builder=true NODE`{listing}")
         return f"{ready} of {len(nodes)} node(s) ready{listing}"
+    return check
+
+
+def _learner_hosts(config: Config) -> str:
+    """Where learners may run: never a problem (a site may only build images), but said."""
+    named = [h for h in config.hosts if LEARNER_ADDON in h.addons]
+    listing = "".join(
+        f"\n           {h.name}: " + (f"data_dir {h.data_dir}" if h.data_dir else
+                                      "no data_dir, so no learner: give it one")
+        for h in named)
+    usable = sum(1 for h in named if h.data_dir)
+    if not usable:
+        return (f"none: a project with a training_configuration waits for one; give a "
+                f'[[hosts]] entry addons = ["{LEARNER_ADDON}"] and a data_dir{listing}')
+    return f"{usable} of {len(config.hosts)} host(s){listing}"
+
+
+def _learner_nodes(docker: DockerClient) -> Callable[[], str]:
+    """The nodes learners may go to: labelled flops-learner=true, with a data directory
+    label, ready and active. None is said, not a problem (a site may only build images)."""
+    def check() -> str:
+        try:
+            nodes = docker.node.list()
+        except DockerException as error:
+            raise ProbeProblem(last_line(error)) from None
+        lines, usable = [], 0
+        for node in nodes:
+            labels = (node.spec.labels if node.spec else None) or {}
+            if labels.get(LEARNER_NODE_LABEL) != "true":
+                continue
+            data_dir = labels.get(DATA_DIR_NODE_LABEL)
+            ready = node.status is not None and node.status.state == "ready" \
+                and node.spec is not None and node.spec.availability == "active"
+            usable += bool(data_dir) and ready
+            hostname = node.description.hostname if node.description else "?"
+            verdict = (f"data dir {data_dir}" if data_dir else
+                       f"no {DATA_DIR_NODE_LABEL} label, so no learner") + \
+                ("" if ready else ", not ready and active")
+            lines.append(f"\n           {hostname} ({node.id}): {verdict}")
+        listing = "".join(lines)
+        if not usable:
+            return (f"none: a project with a training_configuration waits for one; label "
+                    f"a node with `docker node update --label-add {LEARNER_NODE_LABEL}=true "
+                    f"--label-add {DATA_DIR_NODE_LABEL}=/srv/flops/data NODE`{listing}")
+        return f"{usable} of {len(nodes)} node(s){listing}"
     return check
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from actors_support import TOY_REPO
+from actors_support import TOY_REPO, held_in_round_two
 from support import RegistryServer, wait_until
 
 from integration.harness import BuilderEvents, Workspace, docker, sla_text
@@ -145,27 +145,13 @@ def test_a_learner_that_fails_mid_run_fails_the_run_naming_it(
     assert " ERROR train " in ws.log("crashing")
 
 
-HELD_FIT = '''
-    def fit_model(self, epochs: int = 50, learning_rate: float = 0.01) -> int:
-        import os
-        import time
-
-        self.fits = getattr(self, "fits", 0) + 1
-        while self.fits == 2 and not os.path.exists("/flops/data/dev/GO"):
-            time.sleep(0.1)  # held in round 2 until the test releases it
-        return len(self.train)
-
-'''
-
-
 def test_a_reconciler_killed_mid_run_is_followed_to_the_end_by_the_next_one(
     tmp_path: Path, registry: RegistryServer, base_image: str, publish: Any,
 ) -> None:
     """Killed (SIGKILL) while round 2 is held in the learners' fit_model, restarted: the
     run goes on with the same actors (one aggregator and two learners over the whole test,
     from Docker's events), finishes, and each round is in the log once."""
-    code = example_files()["model_manager.py"].replace(
-        "    def evaluate_model(", HELD_FIT.lstrip("\n") + "    def evaluate_model(", 1)
+    code = held_in_round_two(example_files()["model_manager.py"])
     url, _ = publish("held", example_files(**{"model_manager.py": code}))
     sites = learner_sites(tmp_path, {"site-a": ["dev"], "site-b": ["dev"]})
     ws = Workspace(tmp_path / "ws", registry.url, base_image, hosts=sites)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from actors_support import TOY_REPO
+from actors_support import TOY_REPO, held_in_round_two
 from support import GitDaemon, RegistryServer, run, wait_until
 
 from integration.conftest import DockerCleanup
@@ -164,7 +164,8 @@ def test_a_two_node_swarm_trains_on_labelled_nodes_and_builds_and_serves_the_mod
         # the learner node once it is labelled.
         node_update(swarm.node_a, "image-builder=true",
                     f"flops-data-dir={data_dir(tmp_path / 'data-a', 30)}")
-        node_update(swarm.node_b, f"flops-data-dir={data_dir(tmp_path / 'data-b', 50)}")
+        data_b = data_dir(tmp_path / 'data-b', 50)
+        node_update(swarm.node_b, f"flops-data-dir={data_b}")
         node_a = run(["docker", "node", "inspect", swarm.node_a, "--format",
                       "{{.Description.Hostname}}"]).stdout.strip()
         try:
@@ -175,6 +176,8 @@ def test_a_two_node_swarm_trains_on_labelled_nodes_and_builds_and_serves_the_mod
                 assert row["phase"] == "failed" and row["error_category"] == "placement", row
                 assert "no learner node: no ready swarm node is labelled flops-learner=true" \
                     in row["error"] and row["attempts"] == 0, row
+                assert "ok       learner nodes: none: a project with a training_configuration " \
+                    "waits" in ws.run("doctor").stdout
                 # From now on only B builds: the trained model has to travel to it.
                 run(["docker", "node", "update", "--label-rm", "image-builder", swarm.node_a])
                 node_update(swarm.node_b, "image-builder=true")
@@ -184,6 +187,9 @@ def test_a_two_node_swarm_trains_on_labelled_nodes_and_builds_and_serves_the_mod
                                       timeout=600, what="trained and served once B is "
                                       "labelled", process=watch)
             assert row["phase"] == "trained" and row["commit"] == repo.commit, row
+            doctor = ws.run("doctor").stdout
+            assert "ok       learner nodes: 1 of 2 node(s)" in doctor, doctor
+            assert f"{NODE_HOSTNAME} ({swarm.node_b}): data dir {data_b}" in doctor, doctor
             training = row["training"]
             assert training["aggregator"] == node_a and training["learners"] == [NODE_HOSTNAME]
             assert [r["round"] for r in training["rounds"]] == [1, 2]
@@ -246,3 +252,64 @@ def test_a_two_node_swarm_trains_on_labelled_nodes_and_builds_and_serves_the_mod
         assert run(["docker", "service", "ls", "--quiet", "--filter",
                     "label=flops.serving=swarmtrain"]).stdout.split() == []
         assert labelled([], "container", "flops.serving=swarmtrain") == []
+
+
+def test_a_reconciler_killed_mid_run_on_a_swarm_is_followed_to_the_end_by_the_next_one(
+    tmp_path: Path, second_engine: SecondEngine, testbed_registry: RegistryServer,
+    testbed_git: GitDaemon, base_image: str, docker_cleanup: DockerCleanup,
+) -> None:
+    """Killed (SIGKILL) while the learner on B is held in round 2, restarted: the next
+    reconciler finds the run's services by label and follows them to the end. Over the whole
+    test one aggregator task ran on A and one learner task on B (each engine's own events),
+    and each round is in the log once."""
+    docker_cleanup.add_image_prefix(testbed_registry.host)
+    files = repo_files()
+    repo = testbed_git.make_ml_repo("owner/swarmheld", {
+        **files, "model_manager.py": held_in_round_two(files["model_manager.py"])})
+    ws = Workspace(tmp_path / "ws", testbed_registry.url, base_image,
+                   extra={"backend": "swarm", "retry_base": "1s", "retry_cap": "2s"})
+    ws.sla("swarmheld.yaml", sla_text(repo.url, extra=TRAINING.format(n=1)))
+    data_b = data_dir(tmp_path / "data-b", 50)
+    with Swarm.formed(second_engine.host_addr, worker=second_engine) as swarm:
+        assert swarm.node_b is not None
+        node_update(swarm.node_a, "image-builder=true")
+        node_update(swarm.node_b, "flops-learner=true", f"flops-data-dir={data_b}")
+        try:
+            with both_engines(tmp_path, second_engine) as (on_a, on_b):
+                first = ws.start("apply", "--wait")
+                try:
+                    def round_one_logged() -> bool:
+                        first.check_alive()
+                        return "train round 1/2" in ws.log("swarmheld")
+
+                    wait_until(round_one_logged, 900, 0.05,
+                               lambda: "round 1 not reached\n" + first.output())
+                    assert first.kill() == -9
+                finally:
+                    if first.alive():
+                        first.kill()
+                services = run(["docker", "service", "ls", "--quiet", "--filter",
+                                "label=flops.run"]).stdout.split()
+                assert len(services) == 2, "the run's services go on without the reconciler"
+                second = ws.start("apply", "--wait")
+                try:
+                    (Path(data_b) / "dev" / "GO").write_text("go")  # release round 2
+                    assert second.process.wait(timeout=600) == 0, \
+                        second.output() + ws.log("swarmheld")
+                finally:
+                    if second.alive():
+                        second.kill()
+            assert [role for role, _ in roles_created(on_a, "swarmheld")] == ["aggregator"]
+            assert [role for role, _ in roles_created(on_b, "swarmheld")] == ["learner"]
+            row = ws.status()["swarmheld"]
+            assert row["phase"] == "trained", row
+            assert [r["round"] for r in row["training"]["rounds"]] == [1, 2]
+            log = ws.log("swarmheld")
+            assert log.count(" INFO train round 1/2 ") == 1, log
+            assert log.count(" INFO train round 2/2 ") == 1, log
+            wait_until(lambda: not run(["docker", "service", "ls", "-q", "--filter",
+                                        "label=flops.run"]).stdout.split()
+                       and nothing_left([[], ["-H", second_engine.docker_host]], "swarmheld"),
+                       60, 0.2, "the run's services, containers and networks to go")
+        finally:
+            wait_until(lambda: swarm.stacks() == [], 60, 0.2, "the builder stack to go")
