@@ -151,6 +151,11 @@ class Controller:
         acted = []
         for item in make_plan(desired, records, now or self.clock.now(), moved):
             before = self.book.get(item.project)
+            if before is not records.get(item.project):
+                # A follower recorded a result since the plan was made: acting on the old
+                # plan would, e.g., start the build again at once, past its backoff. The
+                # follower's end wakes the next pass, which plans from the new record.
+                continue
             self._act(item, desired.get(item.project), moved.get(item.project))
             if self.book.get(item.project) is not before:  # the pass changed this record
                 acted.append(item.project)

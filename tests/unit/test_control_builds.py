@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from control_bed import Bed
@@ -346,3 +347,36 @@ def test_more_events_than_the_limit_are_cut_with_one_warning_but_the_result_coun
     log = bed.log("alpha")
     assert log.count("the builder sent more than 300 events") == 1
     assert "build succeeded in" in log
+
+
+def test_a_result_recorded_while_a_pass_plans_is_not_acted_on_with_the_old_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pass takes its snapshot while the builder runs; its follower records the failure
+    before the pass acts. Acting on the old plan ("follow the builder") with the new record
+    would build again at once, past the backoff, and count a second attempt."""
+    bed = Bed(tmp_path, max_attempts=3, stream_for=lambda request: "repo-failure")
+    bed.sla("alpha", bed.repo("alpha"))
+    controller = bed.controller()
+    controller.reconcile(follow=True)  # starts the builder; its follower waits for its end
+    builder = bed.record("alpha").build
+    assert builder is not None and len(bed.backend.deployed) == 1
+
+    taken = controller.book.snapshot
+
+    def snapshot_then_the_result_lands() -> dict[str, Any]:
+        records = taken()
+        bed.backend.finish(builder.name)
+        for thread in list(controller.runner._followers.values()):
+            thread.join(timeout=30)
+        assert bed.record("alpha").phase is Phase.failed  # recorded after the snapshot
+        return records
+
+    monkeypatch.setattr(controller.book, "snapshot", snapshot_then_the_result_lands)
+    controller.reconcile(follow=True)
+    monkeypatch.undo()
+
+    record = bed.record("alpha")
+    assert record.phase is Phase.failed and record.attempts == 1, record
+    assert len(bed.backend.deployed) == 1  # no second build before the backoff ends
+    assert bed.log("alpha").count("next attempt after") == 1
