@@ -251,6 +251,34 @@ class Workspace:
         return (self.state / "observers" / f"{project}.log").read_text()
 
 
+def kill_apply_in_round_two(ws: Workspace, project: str) -> None:
+    """``apply --wait`` started and killed (SIGKILL) once round 1 of the project's run is in
+    its log (the learners hold round 2: actors_support.held_in_round_two)."""
+    first = ws.start("apply", "--wait")
+    try:
+        def round_one_logged() -> bool:
+            first.check_alive()
+            return "train round 1/2" in ws.log(project)
+
+        wait_until(round_one_logged, 900, 0.05,
+                   lambda: "round 1 not reached\n" + first.output())
+        assert first.kill() == -9
+    finally:
+        if first.alive():
+            first.kill()
+
+
+def apply_after_release(ws: Workspace, project: str, release: Callable[[], object]) -> None:
+    """A new ``apply --wait``; ``release()`` lets the held round go on; it must succeed."""
+    second = ws.start("apply", "--wait")
+    try:
+        release()
+        assert second.process.wait(timeout=600) == 0, second.output() + ws.log(project)
+    finally:
+        if second.alive():
+            second.kill()
+
+
 def sla_text(url: str, *, flavor: str = "sklearn", extra: str = "") -> str:
     return f"ml_repo_url: {json.dumps(url)}\nml_model_flavor: {flavor}\n{extra}"
 

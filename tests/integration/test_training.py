@@ -14,9 +14,16 @@ from typing import Any
 import httpx
 import pytest
 from actors_support import TOY_REPO, held_in_round_two
-from support import RegistryServer, wait_until
+from support import RegistryServer
 
-from integration.harness import BuilderEvents, Workspace, docker, sla_text
+from integration.harness import (
+    BuilderEvents,
+    Workspace,
+    apply_after_release,
+    docker,
+    kill_apply_in_round_two,
+    sla_text,
+)
 
 pytestmark = pytest.mark.usefixtures("remove_registry_images")
 
@@ -157,29 +164,16 @@ def test_a_reconciler_killed_mid_run_is_followed_to_the_end_by_the_next_one(
     ws = Workspace(tmp_path / "ws", registry.url, base_image, hosts=sites)
     ws.sla("held.yaml", sla_text(url, extra=TRAINING))
     with BuilderEvents.recording(tmp_path / "events.jsonl", label="flops.run") as events:
-        first = ws.start("apply", "--wait")
-        try:
-            def round_one_logged() -> bool:
-                first.check_alive()
-                return "train round 1/2" in ws.log("held")
-
-            wait_until(round_one_logged, 900, 0.05,
-                       lambda: "round 1 not reached\n" + first.output())
-            assert first.kill() == -9
-        finally:
-            if first.alive():
-                first.kill()
+        kill_apply_in_round_two(ws, "held")
         running = [c for c in run_containers("held")
                    if docker("inspect", "--format", "{{.State.Running}}", c).strip() == "true"]
         assert len(running) == 3, "the run's actors go on without the reconciler"
-        second = ws.start("apply", "--wait")
-        try:
-            for site in sites:  # release round 2
+
+        def release() -> None:
+            for site in sites:
                 (Path(site["data_dir"]) / "dev" / "GO").write_text("go")
-            assert second.process.wait(timeout=600) == 0, second.output() + ws.log("held")
-        finally:
-            if second.alive():
-                second.kill()
+
+        apply_after_release(ws, "held", release)
         created = [e for e in events.events("held") if e.action == "create"]
     assert sorted(e.role for e in created) == ["aggregator", "learner", "learner"], created
     row = ws.status()["held"]

@@ -23,7 +23,15 @@ from actors_support import TOY_REPO, held_in_round_two
 from support import GitDaemon, RegistryServer, run, wait_until
 
 from integration.conftest import DockerCleanup
-from integration.harness import BuilderEvents, Publish, Workspace, docker_now, sla_text
+from integration.harness import (
+    BuilderEvents,
+    Publish,
+    Workspace,
+    apply_after_release,
+    docker_now,
+    kill_apply_in_round_two,
+    sla_text,
+)
 from integration.swarm_bed import NODE_HOSTNAME, SecondEngine, Swarm
 
 STEPS = "post_training_steps: [build_image_for_trained_model, deploy_trained_model_image]\n"
@@ -276,29 +284,12 @@ def test_a_reconciler_killed_mid_run_on_a_swarm_is_followed_to_the_end_by_the_ne
         node_update(swarm.node_b, "flops-learner=true", f"flops-data-dir={data_b}")
         try:
             with both_engines(tmp_path, second_engine) as (on_a, on_b):
-                first = ws.start("apply", "--wait")
-                try:
-                    def round_one_logged() -> bool:
-                        first.check_alive()
-                        return "train round 1/2" in ws.log("swarmheld")
-
-                    wait_until(round_one_logged, 900, 0.05,
-                               lambda: "round 1 not reached\n" + first.output())
-                    assert first.kill() == -9
-                finally:
-                    if first.alive():
-                        first.kill()
+                kill_apply_in_round_two(ws, "swarmheld")
                 services = run(["docker", "service", "ls", "--quiet", "--filter",
                                 "label=flops.run"]).stdout.split()
                 assert len(services) == 2, "the run's services go on without the reconciler"
-                second = ws.start("apply", "--wait")
-                try:
-                    (Path(data_b) / "dev" / "GO").write_text("go")  # release round 2
-                    assert second.process.wait(timeout=600) == 0, \
-                        second.output() + ws.log("swarmheld")
-                finally:
-                    if second.alive():
-                        second.kill()
+                apply_after_release(ws, "swarmheld",
+                                    lambda: (Path(data_b) / "dev" / "GO").write_text("go"))
             assert [role for role, _ in roles_created(on_a, "swarmheld")] == ["aggregator"]
             assert [role for role, _ in roles_created(on_b, "swarmheld")] == ["learner"]
             row = ws.status()["swarmheld"]
