@@ -110,6 +110,7 @@ class FakeBackend:
         self.native = "linux/amd64"  # the engine's own platform
         # True: models travel as carrier images (as on a swarm); carrier -> its file names
         self.ships_models = False
+        self.unschedulable_next: str | None = None  # builders deployed now are never placed
         self.shipped: dict[str, list[str]] = {}
         self.image_built = False
         self.fail_output_after: int | None = None  # output breaks off after this many lines
@@ -158,7 +159,8 @@ class FakeBackend:
             self.builders[name].started = True
             return Builder(name, host, f"id-{name}")
         outputs, exit_code = for_request(self.stream_for(request), request)
-        self.builders[name] = FakeBuilder(name, host, request, spec_text, outputs, exit_code)
+        self.builders[name] = FakeBuilder(name, host, request, spec_text, outputs, exit_code,
+                                          unschedulable=self.unschedulable_next)
         if self.auto_finish:
             self.finish(name)
         return Builder(name, host, f"id-{name}")

@@ -1,5 +1,6 @@
 """Post-training steps of a finished run: the trained-model image (built by the image-builder
-service, the model copied into it) and, when asked for, one server of it kept running.
+service, the model copied into it, or on a swarm pushed as a carrier image that the builder
+pulls) and, when asked for, one server of it kept running.
 
 Decision: each step is a record change like a build: the run's record says which image was
 built (and its digest) and where it is served, so a pass knows what is left and a restart
@@ -11,6 +12,7 @@ image and loads it once: seconds, not minutes).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from reconciler.control.book import RecordBook
@@ -30,7 +32,7 @@ from reconciler.core.project import DesiredProject, ProjectRecord
 from reconciler.core.record import TrainingRecord
 from reconciler.core.render import BuilderSpec, render_compose, render_request
 from reconciler.core.sla import PostTrainingStep
-from reconciler.edges.backend import PLACED, BackendError, Builder
+from reconciler.edges.backend import PLACED, BackendError, Builder, Unschedulable
 from reconciler.protocol.events import MODEL_DIR, TRAINED_MODEL_ROLE, decode
 from reconciler.protocol.request import BuildRequest
 from reconciler.workspace import Workspace
@@ -102,6 +104,11 @@ class PostTraining:
                                          copy_in=[] if carrier else [(model, MODEL_DIR)])
             outcome = self._collect(project, builder)
             backend.remove(host, name, stop_timeout=0)
+        except Unschedulable as error:  # no node took the builder: taken down, tried later
+            with contextlib.suppress(BackendError):
+                backend.remove(host, name, stop_timeout=0)
+            self._fail(project, "model", infrastructure(str(error)))
+            return
         except BackendError as error:
             self._fail(project, "model", infrastructure(str(error)))
             return

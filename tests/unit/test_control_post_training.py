@@ -185,6 +185,29 @@ def test_a_model_that_does_not_load_fails_the_project_with_the_builders_reason(
     assert bed.backend.builders == {}  # the model's builder is removed
 
 
+def test_a_trained_model_builder_no_node_takes_is_taken_down_and_tried_again(
+    tmp_path: Path,
+) -> None:
+    bed, _serving, controller, _ = trained(tmp_path, ["build_image_for_trained_model"],
+                                           ships_models=True)
+    bed.backend.unschedulable_next = "no image-builder node: the swarm placed builder x on no node"
+    controller.reconcile(follow=False)
+    record = bed.record("alpha")
+    assert record.phase is Phase.failed and record.error_category == "infrastructure"
+    assert "no image-builder node" in (record.error or "")
+    [builder] = [name for name, request in bed.backend.requests.items()
+                 if request.get("kind") == "trained-model"]
+    assert (builder, 0) in bed.backend.removed and bed.backend.builders == {}
+
+    bed.backend.unschedulable_next = None  # a node is labelled
+    bed.clock.advance(3600)
+    for _ in range(3):
+        controller.reconcile(follow=False)
+    record = bed.record("alpha")
+    assert record.phase is Phase.trained and record.training is not None
+    assert record.training.model_image is not None, bed.log("alpha")
+
+
 def test_a_model_missing_from_the_state_directory_fails_naming_retrain(tmp_path: Path) -> None:
     bed, _, controller, url = trained(tmp_path, [])
     model = Path(bed.record("alpha").training.model or "")  # type: ignore[union-attr]
