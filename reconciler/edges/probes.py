@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import httpx
-from python_on_whales import DockerClient
+from python_on_whales import DockerClient, Node
 from python_on_whales.exceptions import DockerException
 
 from reconciler.core.config import IMAGE_BUILDER_ADDON, LEARNER_ADDON, Config
@@ -125,14 +125,13 @@ def _nodes(docker: DockerClient) -> Callable[[], str]:
             raise ProbeProblem(last_line(error)) from None
         lines, ready = [], 0
         for node in nodes:
-            labels = (node.spec.labels if node.spec else None) or {}
+            hostname, labels, active = _node_facts(node)
             state = node.status.state if node.status else "?"
             availability = node.spec.availability if node.spec else "?"
             labelled = labels.get(IMAGE_BUILDER_ADDON) == "true"
-            usable = labelled and state == "ready" and availability == "active"
+            usable = labelled and active
             ready += usable
             verdict = "ready" if usable else "not ready" if labelled else "not an image-builder"
-            hostname = node.description.hostname if node.description else "?"
             lines.append(f"\n           {hostname} ({node.id}): {verdict}: state {state}, "
                          f"availability {availability}, "
                          f"image-builder={labels.get(IMAGE_BUILDER_ADDON, 'unset')}")
@@ -169,14 +168,11 @@ def _learner_nodes(docker: DockerClient) -> Callable[[], str]:
             raise ProbeProblem(last_line(error)) from None
         lines, usable = [], 0
         for node in nodes:
-            labels = (node.spec.labels if node.spec else None) or {}
+            hostname, labels, ready = _node_facts(node)
             if labels.get(LEARNER_NODE_LABEL) != "true":
                 continue
             data_dir = labels.get(DATA_DIR_NODE_LABEL)
-            ready = node.status is not None and node.status.state == "ready" \
-                and node.spec is not None and node.spec.availability == "active"
             usable += bool(data_dir) and ready
-            hostname = node.description.hostname if node.description else "?"
             verdict = (f"data dir {data_dir}" if data_dir else
                        f"no {DATA_DIR_NODE_LABEL} label, so no learner") + \
                 ("" if ready else ", not ready and active")
@@ -188,6 +184,14 @@ def _learner_nodes(docker: DockerClient) -> Callable[[], str]:
                     f"--label-add {DATA_DIR_NODE_LABEL}=/srv/flops/data NODE`{listing}")
         return f"{usable} of {len(nodes)} node(s){listing}"
     return check
+
+
+def _node_facts(node: Node) -> tuple[str, dict[str, str], bool]:
+    """A swarm node's hostname, labels, and whether it is ready and active."""
+    labels = dict((node.spec.labels if node.spec else None) or {})
+    ready = node.status is not None and node.status.state == "ready" \
+        and node.spec is not None and node.spec.availability == "active"
+    return (str(node.description.hostname) if node.description else "?"), labels, ready
 
 
 def _compose(docker: DockerClient) -> Callable[[], str]:
