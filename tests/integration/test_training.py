@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from actors_support import TOY_REPO, held_in_round_two
+from actors_support import SKLEARN_REPO, TOY_REPO, held_in_round_two, write_mnist_parquet
 from support import RegistryServer
 
 from integration.harness import (
@@ -222,3 +222,57 @@ def test_a_trained_model_image_is_built_pushed_served_and_removed_with_the_proje
     assert pruned.code == 0, pruned.stdout + pruned.stderr
     assert docker("ps", "-a", "-q", "--filter", "label=flops.serving=served").split() == []
     assert "model server" in ws.log("served") and "removed" in ws.log("served")
+
+
+def test_an_sklearn_flops_repository_trains_on_parquet_and_its_model_is_built_and_served(
+    tmp_path: Path, registry: RegistryServer, base_image: str, publish: Any,
+) -> None:
+    """The sklearn repository in the FLOps layout (conda.yaml, flops_utils), each learner
+    host with its own MNIST-shaped Parquet data under the tag mnist: trained by the
+    reconciler, its model an image in the registry, served, answering a scoring request
+    for 28x28 images."""
+    files = {p.relative_to(SKLEARN_REPO).as_posix(): p.read_text()
+             for p in sorted(SKLEARN_REPO.rglob("*")) if p.is_file()
+             and "__pycache__" not in p.parts}
+    url, commit = publish("digits", files)
+    sites = learner_sites(tmp_path, {"site-a": ["mnist"], "site-b": ["mnist"]})
+    for seed, site in enumerate(sites):
+        write_mnist_parquet(Path(site["data_dir"]) / "mnist" / "part-0.parquet", rows=200,
+                            seed=seed)
+    ws = Workspace(tmp_path / "ws", registry.url, base_image, hosts=sites)
+    steps = "post_training_steps: [build_image_for_trained_model, deploy_trained_model_image]\n"
+    ws.sla("digits.yaml", sla_text(url, extra=TRAINING.replace("[dev]", "[mnist]") + steps))
+    try:
+        result = ws.run("apply", "--wait", timeout=1800)
+        assert result.code == 0, result.stdout + result.stderr + ws.log("digits")
+        row = ws.status()["digits"]
+        assert row["phase"] == "trained", row
+        training = row["training"]
+        assert [r["round"] for r in training["rounds"]] == [1, 2]
+        assert training["rounds"][-1]["accuracy"] > 0.5, training  # 10 easy classes
+        log = ws.log("digits")
+        assert log.count(" INFO train round 1/2 ") == 1 and log.count(" INFO train round 2/2 ") == 1
+        import mlflow.sklearn
+        import numpy as np
+
+        classifier = mlflow.sklearn.load_model(training["model"])
+        assert classifier.predict(np.zeros((2, 28 * 28))).shape == (2,)
+
+        image = training["model_image"]
+        assert image == f"{registry.host}/digits-owner/digits/trained-model:{commit}-" \
+            f"{training['run']}"
+        name, tag = image.split("/", 1)[1].rsplit(":", 1)
+        assert registry.manifest_exists(name, tag)
+        serving = row["serving"]
+        assert httpx.get(f"{serving}/health", timeout=10).status_code == 200
+        answer = httpx.post(f"{serving}/invocations",
+                            json={"inputs": [[0.0] * (28 * 28), [255.0] * (28 * 28)]},
+                            timeout=30)
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()["predictions"]
+        assert len(predictions) == 2 and all(0 <= int(p) <= 9 for p in predictions), predictions
+    finally:
+        (ws.desired / "digits.yaml").unlink()
+        pruned = ws.run("apply")
+    assert pruned.code == 0, pruned.stdout + pruned.stderr
+    assert docker("ps", "-a", "-q", "--filter", "label=flops.serving=digits").split() == []
