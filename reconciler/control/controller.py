@@ -44,6 +44,10 @@ SETTLE_SECONDS = 30.0  # a stopping watch lets recorded results remove their bui
 MAX_PASSES_IN_A_ROW = 5  # watch: immediate passes after changing ones
 
 
+def phase_of(record: ProjectRecord | None) -> Phase | None:
+    return record.phase if record is not None else None
+
+
 class Controller:
     """Runs reconcile passes over a workspace: `apply` (one pass, optionally until its builds
     are recorded) and `watch` (a pass on every change, due retry and resync).
@@ -151,10 +155,11 @@ class Controller:
         acted = []
         for item in make_plan(desired, records, now or self.clock.now(), moved):
             before = self.book.get(item.project)
-            if before is not records.get(item.project):
+            if phase_of(before) is not phase_of(records.get(item.project)):
                 # A follower recorded a result since the plan was made: acting on the old
                 # plan would, e.g., start the build again at once, past its backoff. The
                 # follower's end wakes the next pass, which plans from the new record.
+                # (Events a follower logs change a record too, but not its phase.)
                 continue
             self._act(item, desired.get(item.project), moved.get(item.project))
             if self.book.get(item.project) is not before:  # the pass changed this record

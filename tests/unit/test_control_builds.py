@@ -11,6 +11,7 @@ import pytest
 from control_bed import Bed
 
 from reconciler.control.reports import StageReport
+from reconciler.core import transitions
 from reconciler.core.project import Phase
 from reconciler.edges.backend import Output
 
@@ -380,3 +381,32 @@ def test_a_result_recorded_while_a_pass_plans_is_not_acted_on_with_the_old_plan(
     assert record.phase is Phase.failed and record.attempts == 1, record
     assert len(bed.backend.deployed) == 1  # no second build before the backoff ends
     assert bed.log("alpha").count("next attempt after") == 1
+
+
+def test_events_logged_while_a_pass_plans_do_not_hold_its_action(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A follower writes the builder's events into the record all the time; only a result
+    (a new phase) makes the pass leave a project to the next one. Here the SLA is removed
+    while the builder runs and an event lands between snapshot and action: pruned anyway."""
+    bed = Bed(tmp_path)
+    bed.sla("alpha", bed.repo("alpha"))
+    controller = bed.controller()
+    controller.reconcile(follow=False)
+    builder = bed.record("alpha").build
+    assert builder is not None
+    (bed.desired / "alpha.yaml").unlink()
+
+    taken = controller.book.snapshot
+
+    def snapshot_then_an_event_lands() -> dict[str, Any]:
+        records = taken()
+        controller.book.change("alpha", lambda have: transitions.events_logged(have, 3))
+        return records
+
+    monkeypatch.setattr(controller.book, "snapshot", snapshot_then_an_event_lands)
+    controller.reconcile(follow=False)
+    monkeypatch.undo()
+
+    assert bed.workspace.store.load("alpha") is None
+    assert builder.name in [name for name, _timeout in bed.backend.removed]
