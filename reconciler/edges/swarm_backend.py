@@ -10,6 +10,7 @@ followed service log only ends when the service is removed), and a task still pe
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from python_on_whales import DockerClient
-from python_on_whales.components.task.cli_wrapper import Task
+from python_on_whales.components.task.models import TaskInspectResult as Task
 from python_on_whales.exceptions import DockerException
 from python_on_whales.utils import run
 
@@ -201,7 +202,7 @@ class SwarmBackend:
         when it has waited for a node longer than placement_timeout."""
         docker = DockerClient(host=builder.host.docker_host)
         try:
-            tasks = docker.service.ps(builder.ref)
+            tasks = read_tasks(docker, builder.ref)
         except DockerException as error:
             raise BackendError(f"cannot read the builder's task: {last_line(error)}") from None
         task = max(tasks, key=lambda t: t.created_at or datetime.min.replace(tzinfo=UTC),
@@ -235,6 +236,23 @@ class SwarmBackend:
             except (DockerException, AttributeError):
                 return "?"
         return self._hostnames[node_id]
+
+
+def read_tasks(docker: DockerClient, service: str) -> list[Task]:
+    """The service's tasks, each inspected once and kept as read. (python-on-whales' Task
+    inspects again on every attribute read after 10 ms: many ``docker`` calls per poll, and
+    a DockerException, not an answer, once the swarm has dropped the task.) A task dropped
+    between the listing and its inspection is left out."""
+    command = docker.client_config.docker_cmd
+    found = []
+    for task_id in str(run([*command, "service", "ps", "--quiet", "--no-trunc",
+                            service])).split():
+        try:
+            found += [Task(**item) for item in json.loads(
+                str(run([*command, "inspect", "--type", "task", task_id])) or "[]")]
+        except DockerException:
+            continue
+    return found
 
 
 def task_state(task: Task | None) -> str:

@@ -28,7 +28,7 @@ from reconciler.edges.serving import (
     server_url,
     wait_healthy,
 )
-from reconciler.edges.swarm_backend import ENDED, poll_pauses, task_state
+from reconciler.edges.swarm_backend import ENDED, poll_pauses, read_tasks, task_state
 
 TASK_LABEL = "com.docker.swarm.task.id"
 
@@ -68,7 +68,7 @@ class SwarmServing:
         deadline = time.monotonic() + HEALTHY_WITHIN
         pauses = poll_pauses()
         while time.monotonic() < deadline:
-            tasks = docker.service.ps(name)
+            tasks = read_tasks(docker, name)
             for task in tasks:
                 state = task_state(task)
                 if state in ENDED and state != "shutdown" and task.status is not None \

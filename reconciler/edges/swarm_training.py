@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from python_on_whales import DockerClient
-from python_on_whales.components.task.cli_wrapper import Task
+from python_on_whales.components.task.models import TaskInspectResult as Task
 from python_on_whales.exceptions import DockerException
 from python_on_whales.utils import run
 
@@ -39,7 +39,14 @@ from reconciler.core.training import (
 )
 from reconciler.edges.backend import BackendError, Output, split_lines
 from reconciler.edges.docker_errors import last_line
-from reconciler.edges.swarm_backend import ENDED, NO_EXIT_STATUS, WAITING, poll_pauses, task_state
+from reconciler.edges.swarm_backend import (
+    ENDED,
+    NO_EXIT_STATUS,
+    WAITING,
+    poll_pauses,
+    read_tasks,
+    task_state,
+)
 from reconciler.edges.training_backend import LIST_TAGS, ROLE_LABEL, RUN_LABEL, Actor
 
 STACK_LABEL = "com.docker.stack.namespace"
@@ -171,7 +178,7 @@ class SwarmTraining:
                 labels = dict(spec.labels or {}) if spec is not None else {}
                 full = str(spec.name) if spec is not None else service.id
                 stack = labels.get(STACK_LABEL, "")
-                task = _latest(docker.service.ps(service.id))
+                task = _latest(read_tasks(docker, service.id))
                 state = task_state(task)
                 exit_code, problem = None, None
                 if state in ENDED:
@@ -207,7 +214,7 @@ class SwarmTraining:
         the manager's own node (its placement constraint), so the manager's engine has it."""
         docker = self._docker()
         try:
-            task = _latest(docker.service.ps(actor.ref))
+            task = _latest(read_tasks(docker, actor.ref))
         except DockerException as error:
             raise BackendError(f"cannot read {actor.service}'s task: {last_line(error)}") \
                 from None
@@ -268,7 +275,7 @@ class SwarmTraining:
         docker = self._docker()
         pauses = poll_pauses()
         while True:
-            task = _latest(docker.service.ps(service))
+            task = _latest(read_tasks(docker, service))
             if task_state(task) in ENDED:
                 return task
             if self._unplaced(task):
