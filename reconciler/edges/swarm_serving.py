@@ -64,7 +64,9 @@ class SwarmServing:
         return url
 
     def _running_container(self, docker: DockerClient, name: str) -> str:
-        """The id of the service's running task's container on the manager's engine."""
+        """The id of the service's started task's container on the manager's engine. A task
+        of an image with a HEALTHCHECK stays "starting" until the swarm's first check passes
+        (15 s in); its /health is asked directly instead, as soon as it answers."""
         deadline = time.monotonic() + HEALTHY_WITHIN
         pauses = poll_pauses()
         while time.monotonic() < deadline:
@@ -74,7 +76,7 @@ class SwarmServing:
                 if state in ENDED and state != "shutdown" and task.status is not None \
                         and task.status.err:
                     raise BackendError(f"the model server's task is {state}: {task.status.err}")
-                if state == "running":
+                if state in ("starting", "running"):
                     found = docker.container.list(filters={"label": f"{TASK_LABEL}={task.id}"})
                     if found:
                         return found[0].id
