@@ -169,13 +169,9 @@ class SwarmBackend:
 
     def exit_code(self, builder: Builder) -> int | None:
         task = self._task(builder)
-        if task_state(task) not in ENDED or task is None:
+        if task is None or task_state(task) not in ENDED:
             return None
-        status = task.status
-        container = status.container_status if status is not None else None
-        if container is not None and container.exit_code is not None:
-            return int(container.exit_code)
-        return 0 if task_state(task) == "complete" else NO_EXIT_STATUS
+        return task_ending(task)[0]
 
     def wait(self, builder: Builder) -> int:
         pauses = poll_pauses()
@@ -202,21 +198,15 @@ class SwarmBackend:
         when it has waited for a node longer than placement_timeout."""
         docker = DockerClient(host=builder.host.docker_host)
         try:
-            tasks = read_tasks(docker, builder.ref)
+            task = latest_task(docker, builder.ref)
         except DockerException as error:
             raise BackendError(f"cannot read the builder's task: {last_line(error)}") from None
-        task = max(tasks, key=lambda t: t.created_at or datetime.min.replace(tzinfo=UTC),
-                   default=None)
-        if task is not None and task_state(task) in WAITING and task.created_at is not None:
-            waited = (datetime.now(UTC) - task.created_at).total_seconds()
-            if waited > self.config.placement_timeout:
-                status = task.status
-                reason = (status.err or status.message) if status is not None else None
-                raise Unschedulable(
-                    f"no image-builder node: the swarm placed builder {builder.name} on no "
-                    f"node within placement_timeout ({self.config.placement_timeout:g}s): "
-                    f"{reason or 'no reason given'}; label a node that may build images "
-                    "with `docker node update --label-add image-builder=true NODE`")
+        if unplaced(task, self.config.placement_timeout):
+            raise Unschedulable(
+                f"no image-builder node: the swarm placed builder {builder.name} on no "
+                f"node within placement_timeout ({self.config.placement_timeout:g}s): "
+                f"{task_reason(task)}; label a node that may build images "
+                "with `docker node update --label-add image-builder=true NODE`")
         return task
 
     def _logs(self, builder: Builder) -> Iterator[Output]:
@@ -253,6 +243,39 @@ def read_tasks(docker: DockerClient, service: str) -> list[Task]:
         except DockerException:
             continue
     return found
+
+
+def latest_task(docker: DockerClient, service: str) -> Task | None:
+    """The service's newest task (the one that counts after a restart), None before the
+    swarm has made one."""
+    return max(read_tasks(docker, service),
+               key=lambda t: t.created_at or datetime.min.replace(tzinfo=UTC), default=None)
+
+
+def unplaced(task: Task | None, placement_timeout: float) -> bool:
+    """Still waiting for a node after ``placement_timeout`` seconds."""
+    if task is None or task_state(task) not in WAITING or task.created_at is None:
+        return False
+    return (datetime.now(UTC) - task.created_at).total_seconds() > placement_timeout
+
+
+def task_ending(task: Task | None) -> tuple[int, str | None]:
+    """An ended task's exit status, and why when its program did not end it (no container
+    exit status: rejected, orphaned on a lost node, shut down)."""
+    status = task.status if task is not None else None
+    container = status.container_status if status is not None else None
+    if container is not None and container.exit_code is not None:
+        return int(container.exit_code), None
+    if task_state(task) == "complete":
+        return 0, None
+    return NO_EXIT_STATUS, f"the swarm's task ended {task_state(task)}: {task_reason(task)}"
+
+
+def task_reason(task: Task | None) -> str:
+    """What the swarm says of a task that did not run (or did not end) as it should."""
+    status = task.status if task is not None else None
+    reason = (status.err or status.message) if status is not None else None
+    return reason or "no reason given"
 
 
 def task_state(task: Task | None) -> str:

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from python_on_whales import DockerClient
@@ -42,10 +42,12 @@ from reconciler.edges.docker_errors import last_line
 from reconciler.edges.swarm_backend import (
     ENDED,
     NO_EXIT_STATUS,
-    WAITING,
+    latest_task,
     poll_pauses,
-    read_tasks,
+    task_ending,
+    task_reason,
     task_state,
+    unplaced,
 )
 from reconciler.edges.training_backend import LIST_TAGS, ROLE_LABEL, RUN_LABEL, Actor
 
@@ -178,15 +180,15 @@ class SwarmTraining:
                 labels = dict(spec.labels or {}) if spec is not None else {}
                 full = str(spec.name) if spec is not None else service.id
                 stack = labels.get(STACK_LABEL, "")
-                task = _latest(read_tasks(docker, service.id))
+                task = latest_task(docker, service.id)
                 state = task_state(task)
                 exit_code, problem = None, None
                 if state in ENDED:
-                    exit_code, problem = _ending(task)
-                elif self._unplaced(task):
+                    exit_code, problem = task_ending(task)
+                elif unplaced(task, self.config.placement_timeout):
                     exit_code = NO_EXIT_STATUS
                     problem = (f"the swarm placed it on no node within placement_timeout "
-                               f"({self.config.placement_timeout:g}s): {_reason(task)}")
+                               f"({self.config.placement_timeout:g}s): {task_reason(task)}")
                 node = task.node_id if task is not None else None
                 found.append(Actor(
                     role=labels.get(ROLE_LABEL, "?"),
@@ -214,7 +216,7 @@ class SwarmTraining:
         the manager's own node (its placement constraint), so the manager's engine has it."""
         docker = self._docker()
         try:
-            task = _latest(read_tasks(docker, actor.ref))
+            task = latest_task(docker, actor.ref)
         except DockerException as error:
             raise BackendError(f"cannot read {actor.service}'s task: {last_line(error)}") \
                 from None
@@ -275,20 +277,13 @@ class SwarmTraining:
         docker = self._docker()
         pauses = poll_pauses()
         while True:
-            task = _latest(read_tasks(docker, service))
+            task = latest_task(docker, service)
             if task_state(task) in ENDED:
                 return task
-            if self._unplaced(task):
+            if unplaced(task, self.config.placement_timeout):
                 raise BackendError(f"{what} was placed on no node within placement_timeout "
-                                   f"({self.config.placement_timeout:g}s): {_reason(task)}")
+                                   f"({self.config.placement_timeout:g}s): {task_reason(task)}")
             time.sleep(next(pauses))
-
-    def _unplaced(self, task: Task | None) -> bool:
-        """Still waiting for a node after placement_timeout."""
-        if task is None or task_state(task) not in WAITING or task.created_at is None:
-            return False
-        waited = (datetime.now(UTC) - task.created_at).total_seconds()
-        return waited > self.config.placement_timeout
 
     def _name(self, node_id: str | None) -> str:
         if not node_id:
@@ -297,29 +292,6 @@ class SwarmTraining:
             with contextlib.suppress(BackendError):
                 self._read_nodes()
         return self._names.get(node_id, node_id)
-
-
-def _latest(tasks: list[Task]) -> Task | None:
-    return max(tasks, key=lambda t: t.created_at or datetime.min.replace(tzinfo=UTC),
-               default=None)
-
-
-def _ending(task: Task | None) -> tuple[int, str | None]:
-    """An ended task's exit status, and why when its program did not end it (no container
-    exit status: rejected, orphaned on a lost node, shut down)."""
-    status = task.status if task is not None else None
-    container = status.container_status if status is not None else None
-    if container is not None and container.exit_code is not None:
-        return int(container.exit_code), None
-    if task_state(task) == "complete":
-        return 0, None
-    return NO_EXIT_STATUS, f"the swarm's task ended {task_state(task)}: {_reason(task)}"
-
-
-def _reason(task: Task | None) -> str:
-    status = task.status if task is not None else None
-    reason = (status.err or status.message) if status is not None else None
-    return reason or "no reason given"
 
 
 def _csv(fields: list[str]) -> str:

@@ -201,14 +201,21 @@ def swarm_bed(tmp_path: Path, tags: dict[str, set[str]], learner_nodes: list[str
     return bed, training
 
 
-def test_on_a_swarm_learners_go_to_the_labelled_nodes_and_the_aggregator_to_the_manager(
-    tmp_path: Path,
-) -> None:
+def swarm_run_started(tmp_path: Path) -> tuple[Bed, FakeTraining, Any]:
+    """A project on a swarm whose labelled nodes node-b and node-c both hold its data,
+    after the passes that build its images and start its run."""
     bed, training = swarm_bed(tmp_path, {"node-b": {"mnist"}, "node-c": {"mnist"}},
                               ["node-b", "node-c"])
     bed.sla("alpha", bed.repo("alpha"), training_configuration=TRAINING)
     controller = bed.controller()
     passes(controller, 3)
+    return bed, training, controller
+
+
+def test_on_a_swarm_learners_go_to_the_labelled_nodes_and_the_aggregator_to_the_manager(
+    tmp_path: Path,
+) -> None:
+    bed, training, controller = swarm_run_started(tmp_path)
     assert bed.record("alpha").phase is Phase.training, bed.log("alpha")
     [(host, name, spec)] = training.deployed  # the run's one stack, through the manager
     run = training.only_run()
@@ -266,11 +273,7 @@ def test_on_a_swarm_too_few_nodes_with_the_data_is_the_same_wait_as_on_compose(
 def test_a_learner_task_lost_with_its_node_is_an_infrastructure_failure_not_the_data(
     tmp_path: Path,
 ) -> None:
-    bed, training = swarm_bed(tmp_path, {"node-b": {"mnist"}, "node-c": {"mnist"}},
-                              ["node-b", "node-c"])
-    bed.sla("alpha", bed.repo("alpha"), training_configuration=TRAINING)
-    controller = bed.controller()
-    passes(controller, 3)
+    bed, training, controller = swarm_run_started(tmp_path)
     run = training.only_run()
     training.say(run, round_event(1))
     training.end(run, 125, role="learner", service="learner-2",
